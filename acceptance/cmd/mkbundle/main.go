@@ -1,0 +1,97 @@
+// Command mkbundle reads the runtime-spec fragment printed by
+// `taproot create` on stdin and writes a complete rootless config.json for
+// runc into a bundle directory:
+//
+//	taproot --store S create REF ID | mkbundle -bundle DIR -store S -- sh -c 'id'
+//
+// Mappings missing from the fragment default to 0 → the current user and
+// 1..65536 → the user's first /etc/subuid and /etc/subgid ranges.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/taproot-dev/taproot/acceptance/internal/bundle"
+)
+
+func main() {
+	dir := flag.String("bundle", "", "bundle directory to write config.json into")
+	store := flag.String("store", "", "store dir, to resolve a relative root.path")
+	flag.Parse()
+	if err := run(*dir, *store, flag.Args()); err != nil {
+		fmt.Fprintln(os.Stderr, "mkbundle:", err)
+		os.Exit(1)
+	}
+}
+
+func run(dir, store string, args []string) error {
+	if dir == "" {
+		return fmt.Errorf("-bundle is required")
+	}
+	data, err := io.ReadAll(os.Stdin)
+	if err != nil {
+		return err
+	}
+	frag, err := bundle.Parse(data)
+	if err != nil {
+		return err
+	}
+	u, err := user.Current()
+	if err != nil {
+		return err
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	opts := bundle.Options{Args: args, StoreDir: store}
+	if r, err := subRange("/etc/subuid", u.Username, u.Uid); err == nil {
+		opts.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: uint32(uid), Size: 1}, {ContainerID: 1, HostID: r, Size: 65536}}
+	}
+	if r, err := subRange("/etc/subgid", u.Username, u.Uid); err == nil {
+		opts.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: uint32(gid), Size: 1}, {ContainerID: 1, HostID: r, Size: 65536}}
+	}
+	cfg, err := bundle.Config(frag, opts)
+	if err != nil {
+		return err
+	}
+	out, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "config.json"), out, 0o644)
+}
+
+// subRange returns the start of the first range of at least 65536 IDs for
+// the user (by name or numeric id) in an /etc/subuid-style file.
+func subRange(file, name, id string) (uint32, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		p := strings.Split(strings.TrimSpace(sc.Text()), ":")
+		if len(p) != 3 || (p[0] != name && p[0] != id) {
+			continue
+		}
+		start, err1 := strconv.ParseUint(p[1], 10, 32)
+		n, err2 := strconv.ParseUint(p[2], 10, 32)
+		if err1 == nil && err2 == nil && n >= 65536 {
+			return uint32(start), nil
+		}
+	}
+	return 0, fmt.Errorf("no range of 65536 IDs for %s in %s", name, file)
+}

@@ -1,0 +1,63 @@
+// Package fetcher turns an image reference into a manifest, a config and
+// streamed layer blobs, on top of github.com/containers/image/v5.
+//
+// Usage:
+//
+//	ref, err := fetcher.ParseRef("docker://127.0.0.1:5000/app:1")
+//	f := fetcher.New(fetcher.Options{InsecureRegistries: []string{"127.0.0.1:5000"}})
+//	src, err := f.Open(ctx, ref)
+//	defer src.Close()
+//	img := src.Image()           // manifest digest, OCI config, layers (base first)
+//	rc, err := src.OpenLayer(ctx, 0) // blob as stored: caller verifies digest, decompresses
+//
+// # References
+//
+// ParseRef accepts docker://HOST[:PORT]/REPO[:TAG|@DIGEST], GrootFS's
+// docker:///REPO (Docker Hub, library/ added for one-part names) and its
+// #TAG suffix, oci:DIR[:TAG], oci-archive:FILE[:TAG],
+// docker-archive:FILE[:REF], and a plain path (or file:///path) to a rootfs
+// directory or to a plain, gzip or zstd tarball (told apart by their first
+// bytes, not by name). Only the docker, oci, oci-archive and docker-archive
+// transports are linked in (never alltransports or the containers-storage
+// transport, which would pull in storage drivers and cgo).
+//
+// # Registries
+//
+// Credentials: Options.Username/Password, else auth.json and credential
+// helpers as containers/image finds them (Options.AuthFilePath overrides the
+// path). registries.conf (mirrors, blocked registries, its own insecure
+// flags) applies; Options.RegistriesConfPath overrides its path. A registry
+// listed in Options.InsecureRegistries is contacted with TLS verification off
+// and, when HTTPS fails, over plain HTTP. Each registry operation is bounded
+// by Options.Timeout (a layer download only per stalled read) and transient
+// failures (5xx, 429, refused or reset connections) are retried with
+// exponential backoff; containers/image itself resumes blob bodies that break
+// mid-stream.
+//
+// # Policy
+//
+// Open checks every containers/image reference against policy.json
+// (Options.PolicyPath, else ~/.config/containers/policy.json, else
+// /etc/containers/policy.json). When none exists, any image is accepted and
+// this is logged at debug level. Local directories and tarballs are not
+// subject to the policy.
+//
+// # Platforms
+//
+// For a manifest list or OCI index, the instance for Options.OS/Arch/Variant
+// (default: this machine) is chosen; Image.ManifestDigest is that instance's
+// digest and Image.ListDigest the list's.
+//
+// # Local sources
+//
+// A directory is one layer: OpenLayer streams an uncompressed tar built on
+// the fly (see openDirTar for what it holds). A tarball is one layer streamed
+// as is. Neither has digests: BlobDigest and DiffID are "", and the config is
+// empty but for the platform.
+//
+// # Errors
+//
+// Errors are one line naming the reference ("fetch docker://…: image not
+// found: …") and wrap ErrBadReference, ErrNotFound, ErrUnauthorized,
+// ErrPolicyDenied or ErrUnreachable where one fits; test with errors.Is.
+package fetcher

@@ -1,0 +1,86 @@
+package gc
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/taproot-dev/taproot/store"
+)
+
+// Options configure Collect.
+type Options struct {
+	// ThresholdBytes: do nothing unless the store's committed size is
+	// above it (0 = always collect).
+	ThresholdBytes int64
+}
+
+// Result says what Collect reclaimed.
+type Result struct {
+	ReclaimedBytes int64
+	LayersRemoved  int
+	LinksRemoved   int
+	DebrisRemoved  int
+	Skipped        bool // under the threshold
+}
+
+// Collect removes unreferenced layers and debris from st.
+func Collect(ctx context.Context, st *store.Store, opts Options) (Result, error) {
+	var res Result
+	if opts.ThresholdBytes > 0 {
+		size, err := st.CommittedSize()
+		if err != nil {
+			return res, err
+		}
+		if size <= opts.ThresholdBytes {
+			res.Skipped = true
+			return res, nil
+		}
+	}
+	debris, err := st.RemoveDebris(ctx)
+	if err != nil {
+		return res, fmt.Errorf("remove debris: %w", err)
+	}
+	res.DebrisRemoved += len(debris)
+	unfinished, err := st.RemoveUnfinishedImages(ctx)
+	if err != nil {
+		return res, fmt.Errorf("remove unfinished images: %w", err)
+	}
+	res.DebrisRemoved += len(unfinished)
+
+	keys, err := st.LayerKeys()
+	if err != nil {
+		return res, err
+	}
+	// A first look skips layers that are plainly in use; candidates are
+	// checked again under their lock.
+	inUse, err := st.ReferencedLayers()
+	if err != nil {
+		return res, err
+	}
+	for _, key := range keys {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		if inUse[key] {
+			continue
+		}
+		removed, size, err := st.RemoveLayerIfUnused(ctx, key, func() (bool, error) {
+			// Read the records afresh under the layer's lock.
+			refs, err := st.ReferencedLayers()
+			if err != nil {
+				return false, err
+			}
+			return !refs[key], nil
+		})
+		if err != nil {
+			return res, fmt.Errorf("layer %s: %w", key, err)
+		}
+		if removed {
+			res.LayersRemoved++
+			res.ReclaimedBytes += size
+		}
+	}
+	n, err := st.RemoveDanglingLinks()
+	res.LinksRemoved = n
+	return res, err
+}

@@ -1,0 +1,185 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+	"github.com/taproot-dev/taproot/fetcher"
+	"github.com/taproot-dev/taproot/gc"
+	"github.com/taproot-dev/taproot/spec"
+	"github.com/taproot-dev/taproot/store"
+	"golang.org/x/sys/unix"
+)
+
+type createOptions struct {
+	maps                  mappingFlags
+	diskLimit             int64
+	excludeImageFromQuota bool
+	username, password    string
+	insecureRegistries    []string
+	withMount             bool
+	withoutMount          bool
+}
+
+// NewCmdCreate returns `taproot create`.
+func NewCmdCreate(g *globals) *cobra.Command {
+	o := &createOptions{}
+	cmd := &cobra.Command{
+		Use:   "create [flags] <image-ref> <id>",
+		Short: "Create a rootfs for a container from an image and print its runtime-spec fragment",
+		Long: `Create pulls the image's layers into the store (each layer once, shared by
+every image that has it), prepares an overlay upper and work dir for <id>,
+and prints an OCI runtime-spec fragment on stdout:
+
+  root.path        <store>/images/<id>/rootfs (an empty mount point)
+  mounts           one overlay mount at "/" (userxattr, lowerdir, upperdir, workdir)
+                   which the runtime prepends to its mounts and performs inside
+                   the container's user namespace
+  process          env, cwd and user from the image config; args = entrypoint + cmd
+  linux            uidMappings/gidMappings of the store
+  annotations      the image's labels, plus io.taproot.image.{ref,manifest-digest,id}
+
+Image references:
+  docker://HOST[:PORT]/REPO[:TAG|@DIGEST]   a registry (docker:///REPO means Docker Hub;
+                                            "#TAG" works as in GrootFS)
+  oci:DIR[:TAG]  oci-archive:FILE[:TAG]  docker-archive:FILE
+  /path/to/rootfs-dir  /path/to/rootfs.tar[.gz|.zst]
+
+<id> is one path component of [A-Za-z0-9_.-]; creating an existing id fails.`,
+		Example: `  taproot create docker://127.0.0.1:5000/busybox:latest c1 --insecure-registry 127.0.0.1:5000
+  taproot create oci:/srv/images/app:v2 c2 --disk-limit-size-bytes 1073741824
+  taproot create /srv/rootfs/debian c3`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runCreate(cmd.Context(), g, o, args[0], args[1])
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&o.maps.uid, "uid-mapping", nil, "container:host:size uid mapping, repeatable (default: the store's; for a new store, /etc/subuid or maximus as root)")
+	f.StringArrayVar(&o.maps.gid, "gid-mapping", nil, "container:host:size gid mapping, repeatable")
+	f.Int64Var(&o.diskLimit, "disk-limit-size-bytes", 0, "disk limit of the image in bytes, image included unless --exclude-image-from-quota (0 = none; needs an init-store'd XFS store)")
+	f.BoolVar(&o.excludeImageFromQuota, "exclude-image-from-quota", false, "do not count the image's own size against the disk limit")
+	f.StringVar(&o.username, "username", "", "registry user name")
+	f.StringVar(&o.password, "password", "", "registry password")
+	f.StringArrayVar(&o.insecureRegistries, "insecure-registry", nil, "registry HOST[:PORT] to reach over plain HTTP or unverified TLS, repeatable")
+	f.BoolVar(&o.withMount, "with-mount", false, "mount the rootfs here (root only) and print no mounts")
+	f.BoolVar(&o.withoutMount, "without-mount", false, "print the overlay mount for the runtime to perform (the default)")
+	return cmd
+}
+
+func runCreate(ctx context.Context, g *globals, o *createOptions, rawRef, id string) (err error) {
+	if err := store.ValidateID(id); err != nil {
+		return err
+	}
+	if o.diskLimit < 0 {
+		return fmt.Errorf("--disk-limit-size-bytes %d: must not be negative", o.diskLimit)
+	}
+	if o.withMount && os.Geteuid() != 0 {
+		return fmt.Errorf("--with-mount needs root: a rootless caller lets the runtime mount inside the container's user namespace")
+	}
+	ref, err := fetcher.ParseRef(rawRef)
+	if err != nil {
+		return err
+	}
+	uids, gids, err := o.maps.parse(g)
+	if err != nil {
+		return err
+	}
+	st, err := g.openStore(ctx, uids, gids)
+	if err != nil {
+		return err
+	}
+	if t := g.cfg.Clean.ThresholdBytes; t > 0 {
+		res, err := gc.Collect(ctx, st, gc.Options{ThresholdBytes: t})
+		if err != nil {
+			g.log.Warn("clean before create failed; creating anyway", "error", err)
+		} else if !res.Skipped {
+			g.log.Info("cleaned the store before create", "reclaimed_bytes", res.ReclaimedBytes, "layers_removed", res.LayersRemoved)
+		}
+	}
+	insecure := append(append([]string(nil), g.cfg.Create.InsecureRegistries...), o.insecureRegistries...)
+	f := fetcher.New(fetcher.Options{
+		InsecureRegistries: insecure,
+		Username:           o.username,
+		Password:           o.password,
+		RegistriesConfPath: g.cfg.Registry.RegistriesConf,
+		AuthFilePath:       g.cfg.Registry.AuthFile,
+		PolicyPath:         g.cfg.Registry.Policy,
+		Timeout:            g.cfg.Registry.Timeout.Duration,
+		Retries:            g.cfg.Registry.Retries,
+		Logger:             g.log,
+	})
+	src, err := f.Open(ctx, ref)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	img := src.Image()
+
+	req := store.CreateRequest{
+		ID:             id,
+		Ref:            ref.String(),
+		ManifestDigest: img.ManifestDigest,
+		Config:         img.Config,
+		DiskLimit:      uint64(o.diskLimit),
+		ExcludeBase:    o.excludeImageFromQuota || g.cfg.Create.ExcludeImageFromQuota,
+	}
+	if req.DiskLimit == 0 && g.cfg.Create.DiskLimitSizeBytes > 0 {
+		req.DiskLimit = uint64(g.cfg.Create.DiskLimitSizeBytes)
+	}
+	for i, l := range img.Layers {
+		req.Layers = append(req.Layers, store.Layer{
+			BlobDigest: l.BlobDigest,
+			DiffID:     l.DiffID,
+			MediaType:  l.MediaType,
+			Size:       l.Size,
+			Open: func(ctx context.Context) (io.ReadCloser, error) {
+				return src.OpenLayer(ctx, i)
+			},
+		})
+	}
+	rec, err := st.Create(ctx, req)
+	if err != nil {
+		return err
+	}
+	// From here a failure must not leave the image behind.
+	defer func() {
+		if err != nil {
+			if delErr := st.Delete(context.WithoutCancel(ctx), id); delErr != nil {
+				g.log.Warn("could not remove the image after a failed create", "id", id, "error", delErr)
+			}
+		}
+	}()
+	user, err := st.ResolveUser(rec)
+	if err != nil {
+		return err
+	}
+	plan := st.MountPlan(rec)
+	opts := plan.Options()
+	if o.withMount {
+		if err := unix.Mount("overlay", plan.Rootfs, "overlay", 0, plan.Data()); err != nil {
+			return &os.PathError{Op: "mount overlay", Path: plan.Rootfs, Err: err}
+		}
+		opts = nil
+	}
+	frag := spec.Fragment(spec.FragmentInput{
+		ID:             id,
+		Ref:            rec.Ref,
+		ManifestDigest: string(rec.ManifestDigest),
+		RootPath:       plan.Rootfs,
+		MountOptions:   opts,
+		Config:         rec.Config.Config,
+		UID:            user.UID,
+		GID:            user.GID,
+		AdditionalGids: user.AdditionalGids,
+		UIDMappings:    st.Meta().UIDMappings,
+		GIDMappings:    st.Meta().GIDMappings,
+	})
+	enc := json.NewEncoder(g.streams.Out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(frag)
+}

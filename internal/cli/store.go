@@ -1,0 +1,62 @@
+package cli
+
+import (
+	"context"
+	"os"
+
+	"github.com/taproot-dev/taproot/internal/idmap"
+	"github.com/taproot-dev/taproot/store"
+)
+
+// mappingFlags are --uid-mapping/--gid-mapping, repeatable "C:H:N".
+type mappingFlags struct {
+	uid, gid []string
+}
+
+func (m mappingFlags) parse(g *globals) (uids, gids []idmap.Mapping, err error) {
+	u, gr := m.uid, m.gid
+	if len(u) == 0 {
+		u = g.cfg.Create.UIDMappings
+	}
+	if len(gr) == 0 {
+		gr = g.cfg.Create.GIDMappings
+	}
+	if len(u) > 0 {
+		if uids, err = idmap.ParseList(u); err != nil {
+			return nil, nil, err
+		}
+	}
+	if len(gr) > 0 {
+		if gids, err = idmap.ParseList(gr); err != nil {
+			return nil, nil, err
+		}
+	}
+	return uids, gids, nil
+}
+
+// openStore opens the store with the given mappings (nil = the store's).
+func (g *globals) openStore(ctx context.Context, uids, gids []idmap.Mapping) (*store.Store, error) {
+	return store.Open(ctx, g.storePath, store.Options{
+		UIDMappings:    uids,
+		GIDMappings:    gids,
+		WorkerExe:      "/proc/self/exe",
+		WorkerArgs:     []string{workerCommand},
+		ParallelLayers: g.cfg.Create.ParallelLayers,
+		MaxLayerBytes:  g.cfg.Create.MaxLayerBytes,
+		Sync:           g.cfg.Create.Sync,
+		Logger:         g.log,
+	})
+}
+
+// openExistingStore opens a store that must already exist, without
+// creating it (for delete, stats, list).
+func (g *globals) openExistingStore(ctx context.Context) (*store.Store, bool, error) {
+	if _, err := os.Stat(g.storePath); err != nil {
+		if os.IsNotExist(err) {
+			return nil, false, nil
+		}
+		return nil, false, err
+	}
+	s, err := g.openStore(ctx, nil, nil)
+	return s, s != nil, err
+}

@@ -1,0 +1,121 @@
+// Package config reads taproot's TOML configuration file. Flags given on
+// the command line override it.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the whole file.
+type Config struct {
+	Store     string   `toml:"store"`
+	LogLevel  string   `toml:"log_level"`
+	LogFormat string   `toml:"log_format"`
+	Create    Create   `toml:"create"`
+	Clean     Clean    `toml:"clean"`
+	Registry  Registry `toml:"registry"`
+	Quota     Quota    `toml:"quota"`
+}
+
+// Create holds defaults for create.
+type Create struct {
+	UIDMappings           []string `toml:"uid_mappings"`
+	GIDMappings           []string `toml:"gid_mappings"`
+	InsecureRegistries    []string `toml:"insecure_registries"`
+	ParallelLayers        int      `toml:"parallel_layers"`
+	MaxLayerBytes         int64    `toml:"max_layer_bytes"`
+	Sync                  bool     `toml:"sync"`
+	DiskLimitSizeBytes    int64    `toml:"disk_limit_size_bytes"`
+	ExcludeImageFromQuota bool     `toml:"exclude_image_from_quota"`
+}
+
+// Clean holds garbage-collection settings.
+type Clean struct {
+	// ThresholdBytes: create runs clean first when the store's committed
+	// size is above it (0 = never).
+	ThresholdBytes int64 `toml:"threshold_bytes"`
+}
+
+// Registry holds network settings for fetching.
+type Registry struct {
+	Timeout        Duration `toml:"timeout"`
+	Retries        int      `toml:"retries"`
+	RegistriesConf string   `toml:"registries_conf"`
+	AuthFile       string   `toml:"auth_file"`
+	Policy         string   `toml:"policy"`
+}
+
+// Quota holds the quota helper's settings.
+type Quota struct {
+	Helper string `toml:"helper"`
+}
+
+// Duration is a time.Duration written as "30s" in TOML.
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// DefaultPath is where taproot looks for its config when --config is not
+// given: /etc/taproot/config.toml for root, else
+// $XDG_CONFIG_HOME/taproot/config.toml.
+func DefaultPath() string {
+	if os.Geteuid() == 0 {
+		return "/etc/taproot/config.toml"
+	}
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "taproot", "config.toml")
+}
+
+// Load reads path. A missing file is an empty config unless required.
+func Load(path string, required bool) (Config, error) {
+	var c Config
+	if path == "" {
+		return c, nil
+	}
+	md, err := toml.DecodeFile(path, &c)
+	if errors.Is(err, fs.ErrNotExist) && !required {
+		return c, nil
+	}
+	if err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return c, fmt.Errorf("config %s: unknown key %q", path, und[0].String())
+	}
+	return c, nil
+}
+
+// DefaultStore is the store path when neither flag nor config gives one:
+// /var/lib/taproot for root, else $XDG_DATA_HOME/taproot (or
+// ~/.local/share/taproot).
+func DefaultStore() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/taproot"
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, "taproot")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(os.TempDir(), fmt.Sprintf("taproot-%d", os.Getuid()))
+	}
+	return filepath.Join(home, ".local", "share", "taproot")
+}

@@ -1,0 +1,38 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestLoad(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.toml")
+	os.WriteFile(p, []byte(`store = "/s"
+[create]
+uid_mappings = ["0:1000:1"]
+parallel_layers = 4
+[registry]
+timeout = "5s"
+[clean]
+threshold_bytes = 100
+`), 0o644)
+	c, err := Load(p, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Store != "/s" || c.Create.ParallelLayers != 4 || c.Registry.Timeout.Duration != 5*time.Second || c.Clean.ThresholdBytes != 100 || c.Create.UIDMappings[0] != "0:1000:1" {
+		t.Fatalf("got %+v", c)
+	}
+	os.WriteFile(p, []byte("stor = 1\n"), 0o644)
+	if _, err := Load(p, true); err == nil {
+		t.Fatal("unknown key accepted")
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "none"), false); err != nil {
+		t.Fatal("missing optional config:", err)
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "none"), true); err == nil {
+		t.Fatal("missing required config accepted")
+	}
+}

@@ -1,0 +1,33 @@
+package spec
+
+import "time"
+
+// Stats is the JSON of `taproot stats`.
+type Stats struct {
+	DiskUsage DiskUsage `json:"disk_usage"`
+}
+
+// DiskUsage is the disk_usage object of Stats.
+type DiskUsage struct {
+	TotalBytesUsed     int64 `json:"total_bytes_used"`
+	ExclusiveBytesUsed int64 `json:"exclusive_bytes_used"`
+}
+
+// Capacity is the JSON of `taproot capacity`.
+type Capacity struct {
+	Capacity uint64 `json:"capacity"`
+}
+
+// ListEntry is one image in `taproot list`.
+type ListEntry struct {
+	ID       string    `json:"id"`
+	ImageRef string    `json:"image_ref"`
+	Created  time.Time `json:"created"`
+	BaseSize int64     `json:"base_size"`
+}
+
+// CleanResult is the JSON of `taproot clean`.
+type CleanResult struct {
+	ReclaimedBytes int64 `json:"reclaimed_bytes"`
+	LayersRemoved  int   `json:"layers_removed"`
+}

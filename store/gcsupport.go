@@ -1,0 +1,173 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/taproot-dev/taproot/internal/flock"
+)
+
+// LayerKeys lists the layer dirs present (published or not).
+func (s *Store) LayerKeys() ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(s.root, "layers"))
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(entries))
+	for _, e := range entries {
+		keys = append(keys, e.Name())
+	}
+	return keys, nil
+}
+
+// ReferencedLayers returns every layer key an image record references.
+func (s *Store) ReferencedLayers() (map[string]bool, error) {
+	recs, err := s.Images()
+	if err != nil {
+		return nil, err
+	}
+	refs := map[string]bool{}
+	for _, r := range recs {
+		for _, d := range r.Layers {
+			if k, err := layerKey(d); err == nil {
+				refs[k] = true
+			}
+		}
+		for _, k := range r.Lowers {
+			refs[k] = true
+		}
+	}
+	return refs, nil
+}
+
+// CommittedSize is the bytes the store's layers hold, from their records.
+func (s *Store) CommittedSize() (int64, error) {
+	keys, err := s.LayerKeys()
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, k := range keys {
+		if r, err := s.ReadLayer(k); err == nil {
+			n += r.Size
+		}
+	}
+	return n, nil
+}
+
+// RemoveLayerIfUnused removes layer key when no process holds its lock
+// and unused (asked while holding the lock exclusively) says nothing
+// references it. A create takes a shared lock on a layer before it writes a
+// record that references it, so the answer cannot go stale.
+func (s *Store) RemoveLayerIfUnused(ctx context.Context, key string, unused func() (bool, error)) (removed bool, size int64, err error) {
+	if strings.ContainsAny(key, "/\\") || key == "." || key == ".." {
+		return false, 0, fmt.Errorf("bad layer key %q", key)
+	}
+	lock, ok, err := flock.TryExclusive(s.lockPath("layer-" + key))
+	if err != nil || !ok {
+		return false, 0, err
+	}
+	defer func() {
+		if removed {
+			lock.RemoveAndRelease()
+		} else {
+			lock.Release()
+		}
+	}()
+	free, err := unused()
+	if err != nil || !free {
+		return false, 0, err
+	}
+	rec, recErr := s.ReadLayer(key)
+	size = rec.Size
+	// Move aside, then drop the link, then remove the content: a crash
+	// leaves tmp debris, never a half-removed layer under its real name.
+	t, err := s.newTmp(ctx, "trash")
+	if err != nil {
+		return false, 0, err
+	}
+	if err := os.Rename(s.layerDir(key), filepath.Join(t.path, "layer")); err != nil {
+		s.removeTmp(ctx, t)
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, 0, nil
+		}
+		return false, 0, fmt.Errorf("remove layer %s: %w", key, err)
+	}
+	if recErr == nil && rec.Short != "" {
+		os.Remove(s.linkPath(rec.Short))
+	}
+	s.removeTmp(ctx, t)
+	return true, size, nil
+}
+
+// RemoveDanglingLinks removes short links whose layer is gone and not being
+// published right now.
+func (s *Store) RemoveDanglingLinks() (int, error) {
+	entries, err := os.ReadDir(filepath.Join(s.root, "l"))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		p := s.linkPath(e.Name())
+		target, err := os.Readlink(p)
+		if err != nil {
+			continue
+		}
+		// target is ../layers/<key>/diff
+		key := filepath.Base(filepath.Dir(target))
+		if s.layerExists(key) {
+			continue
+		}
+		lock, ok, err := flock.TryExclusive(s.lockPath("layer-" + key))
+		if err != nil || !ok {
+			continue
+		}
+		if !s.layerExists(key) {
+			if os.Remove(p) == nil {
+				n++
+			}
+		}
+		lock.Release()
+	}
+	return n, nil
+}
+
+// RemoveUnfinishedImages removes image dirs without a record whose create
+// is no longer running.
+func (s *Store) RemoveUnfinishedImages(ctx context.Context) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(s.root, "images"))
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, e := range entries {
+		id := e.Name()
+		dir := s.imageDir(id)
+		if _, err := os.Stat(filepath.Join(dir, "image.json")); err == nil {
+			continue
+		}
+		if ValidateID(id) != nil {
+			continue
+		}
+		lock, ok, err := flock.TryExclusive(s.lockPath("image-" + id))
+		if err != nil || !ok {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(dir, "image.json")); err != nil {
+			if s.opts.Limiter != nil {
+				s.opts.Limiter.Clear(ctx, dir)
+			}
+			if err := s.removeAll(ctx, dir); err == nil {
+				removed = append(removed, dir)
+			}
+		}
+		lock.RemoveAndRelease()
+	}
+	return removed, nil
+}

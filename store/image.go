@@ -1,0 +1,259 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/opencontainers/go-digest"
+	"github.com/taproot-dev/taproot/internal/flock"
+	"github.com/taproot-dev/taproot/internal/idmap"
+	"github.com/taproot-dev/taproot/overlayxfs"
+)
+
+// CreateRequest describes an image to create.
+type CreateRequest struct {
+	ID             string
+	Ref            string
+	ManifestDigest digest.Digest
+	Config         imgspecv1.Image
+	Layers         []Layer // base first
+	// DiskLimit is the image's limit in bytes (0 = none). Unless
+	// ExcludeBase, the image's base size counts against it.
+	DiskLimit   uint64
+	ExcludeBase bool
+}
+
+// ErrLimitBelowBase reports a disk limit smaller than the image itself.
+var ErrLimitBelowBase = errors.New("disk limit is smaller than the image's base size")
+
+// Create makes image id from req: layers present and locked, squashed if
+// overlay could not stack them, upper/work dirs with their limit, and the
+// record written last.
+func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord, err error) {
+	if err := ValidateID(req.ID); err != nil {
+		return rec, err
+	}
+	idLock, err := flock.Exclusive(ctx, s.lockPath("image-"+req.ID))
+	if err != nil {
+		return rec, err
+	}
+	defer idLock.Release()
+
+	dir := s.imageDir(req.ID)
+	if _, err := os.Stat(filepath.Join(dir, "image.json")); err == nil {
+		return rec, fmt.Errorf("image %q: %w", req.ID, ErrImageExists)
+	}
+	if _, err := os.Lstat(dir); err == nil {
+		// A create that died before its record: we hold the id's lock, so
+		// nobody is working on it.
+		s.log.Info("removing an unfinished image left by a killed create", "id", req.ID)
+		if err := s.removeAll(ctx, dir); err != nil {
+			return rec, err
+		}
+	}
+
+	keys, held, err := s.ensureLayers(ctx, req.Layers)
+	if err != nil {
+		return rec, err
+	}
+	defer held.release()
+
+	var base int64
+	diffIDs := make([]digest.Digest, len(req.Layers))
+	seen := map[string]bool{}
+	for i, l := range req.Layers {
+		diffIDs[i] = l.DiffID
+		if seen[keys[i]] {
+			continue
+		}
+		seen[keys[i]] = true
+		lr, err := s.ReadLayer(keys[i])
+		if err != nil {
+			return rec, fmt.Errorf("layer %s: %w", l.DiffID, err)
+		}
+		base += lr.Size
+	}
+	if req.DiskLimit > 0 && !req.ExcludeBase && req.DiskLimit < uint64(base) {
+		return rec, fmt.Errorf("image %q: %w: limit %d bytes, image %d bytes", req.ID, ErrLimitBelowBase, req.DiskLimit, base)
+	}
+
+	lowers, err := s.planLowers(ctx, keys, req.ID, held)
+	if err != nil {
+		return rec, err
+	}
+
+	defer func() {
+		if err != nil {
+			if s.opts.Limiter != nil && req.DiskLimit > 0 {
+				s.opts.Limiter.Clear(context.WithoutCancel(ctx), dir)
+			}
+			if rmErr := s.removeAll(context.WithoutCancel(ctx), dir); rmErr != nil {
+				s.log.Warn("unfinished image left behind; clean will remove it", "id", req.ID, "error", rmErr)
+			}
+		}
+	}()
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return rec, fmt.Errorf("image %q: %w", req.ID, err)
+	}
+	for _, sub := range []string{"rootfs", "diff", "work"} {
+		p := filepath.Join(dir, sub)
+		if err := os.Mkdir(p, 0o755); err != nil {
+			return rec, fmt.Errorf("image %q: %w", req.ID, err)
+		}
+		if err := s.chownToContainerRoot(p); err != nil {
+			return rec, err
+		}
+	}
+	quota := false
+	if req.DiskLimit > 0 {
+		if s.opts.Limiter == nil {
+			s.log.Warn("disk limit ignored: this store has no project quotas (run init-store on XFS)", "id", req.ID)
+		} else {
+			limit := req.DiskLimit
+			if !req.ExcludeBase {
+				limit -= uint64(base)
+			}
+			if err := s.opts.Limiter.SetLimit(ctx, dir, limit); err != nil {
+				return rec, fmt.Errorf("image %q: set disk limit: %w", req.ID, err)
+			}
+			quota = true
+		}
+	}
+	rec = ImageRecord{
+		ID:             req.ID,
+		Ref:            req.Ref,
+		ManifestDigest: req.ManifestDigest,
+		Created:        time.Now().UTC(),
+		Layers:         diffIDs,
+		Lowers:         lowers,
+		BaseSize:       base,
+		DiskLimit:      req.DiskLimit,
+		ExcludeBase:    req.ExcludeBase,
+		Quota:          quota,
+		Config:         req.Config,
+	}
+	if err := ctx.Err(); err != nil {
+		return rec, err
+	}
+	if err := writeJSONAtomic(filepath.Join(dir, "image.json"), &rec, 0o644); err != nil {
+		return rec, fmt.Errorf("image %q: write record: %w", req.ID, err)
+	}
+	return rec, nil
+}
+
+// Image reads an image's record.
+func (s *Store) Image(id string) (ImageRecord, error) {
+	var rec ImageRecord
+	if err := ValidateID(id); err != nil {
+		return rec, err
+	}
+	err := readJSON(filepath.Join(s.imageDir(id), "image.json"), &rec)
+	if errors.Is(err, fs.ErrNotExist) {
+		return rec, fmt.Errorf("image %q: %w", id, ErrImageNotFound)
+	}
+	return rec, err
+}
+
+// Images lists complete images.
+func (s *Store) Images() ([]ImageRecord, error) {
+	entries, err := os.ReadDir(filepath.Join(s.root, "images"))
+	if err != nil {
+		return nil, err
+	}
+	var out []ImageRecord
+	for _, e := range entries {
+		rec, err := s.Image(e.Name())
+		if err != nil {
+			continue // unfinished or being deleted
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}
+
+// Delete removes image id. An unknown id is not an error: it returns
+// ErrImageNotFound wrapped so the caller can warn, and changes nothing.
+func (s *Store) Delete(ctx context.Context, id string) error {
+	if err := ValidateID(id); err != nil {
+		return err
+	}
+	idLock, err := flock.Exclusive(ctx, s.lockPath("image-"+id))
+	if err != nil {
+		return err
+	}
+	defer idLock.RemoveAndRelease()
+	dir := s.imageDir(id)
+	var rec ImageRecord
+	err = readJSON(filepath.Join(dir, "image.json"), &rec)
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, statErr := os.Lstat(dir); statErr != nil {
+			return fmt.Errorf("image %q: %w", id, ErrImageNotFound)
+		}
+		// Unfinished create: remove what it left.
+	} else if err != nil {
+		s.log.Warn("image record unreadable; removing the image anyway", "id", id, "error", err)
+	}
+	if rec.Quota && s.opts.Limiter != nil {
+		if err := s.opts.Limiter.Clear(ctx, dir); err != nil {
+			return fmt.Errorf("image %q: clear disk limit: %w", id, err)
+		}
+	}
+	// Move aside first: the id is free at once, and a killed delete leaves
+	// only tmp debris.
+	t, err := s.newTmp(ctx, "trash")
+	if err != nil {
+		return err
+	}
+	trash := filepath.Join(t.path, "image")
+	if err := os.Rename(dir, trash); err != nil {
+		s.removeTmp(ctx, t)
+		return fmt.Errorf("image %q: %w", id, err)
+	}
+	s.removeTmp(ctx, t)
+	return nil
+}
+
+// MountPlan returns the overlay dirs of an image: lowers top first.
+func (s *Store) MountPlan(rec ImageRecord) overlayxfs.Plan {
+	dir := s.imageDir(rec.ID)
+	p := overlayxfs.Plan{
+		Upper:  filepath.Join(dir, "diff"),
+		Work:   filepath.Join(dir, "work"),
+		Rootfs: filepath.Join(dir, "rootfs"),
+	}
+	for _, key := range rec.Lowers {
+		if short, err := s.shortOf(key); err == nil {
+			p.Lowers = append(p.Lowers, s.linkPath(short))
+		} else {
+			p.Lowers = append(p.Lowers, filepath.Join(s.layerDir(key), "diff"))
+		}
+	}
+	return p
+}
+
+func (s *Store) shortOf(key string) (string, error) {
+	lr, err := s.ReadLayer(key)
+	if err != nil {
+		return "", err
+	}
+	if lr.Short == "" {
+		return "", errors.New("no short link")
+	}
+	return lr.Short, nil
+}
+
+// ContainerRoot returns the host uid and gid of container root.
+func (s *Store) ContainerRoot() (uid, gid uint32, err error) {
+	uid, err = idmap.ToHost(s.meta.UIDMappings, 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	gid, err = idmap.ToHost(s.meta.GIDMappings, 0)
+	return uid, gid, err
+}

@@ -1,0 +1,446 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/taproot-dev/taproot/internal/flock"
+	"github.com/taproot-dev/taproot/internal/idmap"
+)
+
+// Layer describes one layer of an image to create.
+type Layer struct {
+	BlobDigest digest.Digest // "" when unknown (local rootfs)
+	DiffID     digest.Digest // "" when unknown: computed while unpacking
+	MediaType  string
+	Size       int64
+	// Open streams the blob as stored (compressed or not).
+	Open func(ctx context.Context) (io.ReadCloser, error)
+}
+
+// layerKey names a layer's directory: the hex of its diffID. A dir named
+// "sha256:…" could not appear in overlay's lowerdir list (':' separates
+// entries), and the hex alone is unique for sha256.
+func layerKey(d digest.Digest) (string, error) {
+	if err := d.Validate(); err != nil {
+		return "", fmt.Errorf("layer diffID %q: %w", d, err)
+	}
+	if d.Algorithm() != digest.SHA256 {
+		return d.Algorithm().String() + "-" + d.Encoded(), nil
+	}
+	return d.Encoded(), nil
+}
+
+func shortName(key string, n int) string {
+	sum := sha256.Sum256([]byte(key))
+	enc := strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:]))
+	if n > len(enc) {
+		n = len(enc)
+	}
+	return enc[:n]
+}
+
+// heldLayers are shared locks on layers an image is about to reference:
+// clean cannot remove a layer while they are held.
+type heldLayers map[string]*flock.Lock
+
+func (h heldLayers) release() {
+	for _, l := range h {
+		l.Release()
+	}
+}
+
+func (s *Store) layerExists(key string) bool {
+	_, err := os.Stat(filepath.Join(s.layerDir(key), "layer.json"))
+	return err == nil
+}
+
+// ReadLayer returns a layer's record.
+func (s *Store) ReadLayer(key string) (LayerRecord, error) {
+	var r LayerRecord
+	err := readJSON(filepath.Join(s.layerDir(key), "layer.json"), &r)
+	return r, err
+}
+
+// ensureLayers makes every layer present and returns shared locks on all of
+// them plus their keys (base first). Missing layers are downloaded once:
+// the first process takes the layer's lock exclusively, the others wait on
+// it and find the layer published. Locks are taken in key order so two
+// creates never wait on each other in a cycle.
+func (s *Store) ensureLayers(ctx context.Context, layers []Layer) (keys []string, held heldLayers, err error) {
+	known := make([]Layer, 0, len(layers))
+	var unknown []Layer // local rootfs: diffID known only after unpacking
+	for _, l := range layers {
+		if l.DiffID == "" {
+			unknown = append(unknown, l)
+		} else {
+			known = append(known, l)
+		}
+	}
+	held = heldLayers{}
+	defer func() {
+		if err != nil {
+			held.release()
+		}
+	}()
+	if len(unknown) > 0 {
+		if err := s.unpackUnknown(ctx, layers); err != nil {
+			return nil, nil, err
+		}
+		// Now every layer has a diffID; unpackUnknown filled them in.
+		known = layers
+	}
+	for attempt := 0; ; attempt++ {
+		missing, err := s.lockLayers(ctx, known, held)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(missing) > 0 {
+			err = s.fetchLayers(ctx, missing, held)
+			if err != nil {
+				return nil, nil, err
+			}
+		}
+		// Every lock is shared now; re-check that nothing vanished while
+		// a lock was being downgraded.
+		gone := false
+		for key := range held {
+			if !s.layerExists(key) {
+				held[key].Release()
+				delete(held, key)
+				gone = true
+			}
+		}
+		if !gone {
+			break
+		}
+		if attempt == 5 {
+			return nil, nil, errors.New("layers keep disappearing while being locked: is clean running in a loop?")
+		}
+	}
+	for _, l := range layers {
+		key, _ := layerKey(l.DiffID)
+		keys = append(keys, key)
+	}
+	return keys, held, nil
+}
+
+type missingLayer struct {
+	Layer
+	key  string
+	lock *flock.Lock // exclusive
+}
+
+// lockLayers takes a shared lock on each present layer and an exclusive
+// one on each missing layer (returned), in key order.
+func (s *Store) lockLayers(ctx context.Context, layers []Layer, held heldLayers) ([]missingLayer, error) {
+	byKey := map[string]Layer{}
+	for _, l := range layers {
+		key, err := layerKey(l.DiffID)
+		if err != nil {
+			return nil, err
+		}
+		byKey[key] = l
+	}
+	keys := make([]string, 0, len(byKey))
+	for k := range byKey {
+		if _, ok := held[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	var missing []missingLayer
+	for _, key := range keys {
+		lockPath := s.lockPath("layer-" + key)
+		sh, err := flock.Shared(ctx, lockPath)
+		if err != nil {
+			return nil, err
+		}
+		if s.layerExists(key) {
+			held[key] = sh
+			continue
+		}
+		sh.Release()
+		ex, err := flock.Exclusive(ctx, lockPath)
+		if err != nil {
+			return nil, err
+		}
+		if s.layerExists(key) {
+			ex.Release()
+			if sh, err = flock.Shared(ctx, lockPath); err != nil {
+				return nil, err
+			}
+			held[key] = sh
+			continue
+		}
+		missing = append(missing, missingLayer{Layer: byKey[key], key: key, lock: ex})
+	}
+	return missing, nil
+}
+
+// fetchLayers downloads and unpacks missing layers in one worker, publishes
+// them, and downgrades their locks to shared ones in held.
+func (s *Store) fetchLayers(ctx context.Context, missing []missingLayer, held heldLayers) (err error) {
+	defer func() {
+		for _, m := range missing {
+			if m.lock != nil {
+				m.lock.Release()
+			}
+		}
+	}()
+	var (
+		req     workerRequest
+		streams []func() (io.ReadCloser, error)
+		tmps    []*tmpDir
+	)
+	defer func() {
+		for _, t := range tmps {
+			s.removeTmp(ctx, t)
+		}
+	}()
+	for _, m := range missing {
+		t, err := s.newTmp(ctx, "layer")
+		if err != nil {
+			return err
+		}
+		tmps = append(tmps, t)
+		req.Unpack = append(req.Unpack, unpackJob{Dest: t.path, BlobDigest: m.BlobDigest, DiffID: m.DiffID, MediaType: m.MediaType})
+		streams = append(streams, func() (io.ReadCloser, error) { return m.Open(ctx) })
+	}
+	start := time.Now()
+	resp, err := s.runWorker(ctx, req, streams)
+	if err != nil {
+		return err
+	}
+	if len(resp.Unpack) != len(missing) {
+		return fmt.Errorf("user-namespace worker answered %d of %d layers", len(resp.Unpack), len(missing))
+	}
+	var errs []error
+	for i, m := range missing {
+		r := resp.Unpack[i]
+		if r.Error != "" {
+			errs = append(errs, fmt.Errorf("layer %s: %s", m.DiffID, r.Error))
+			continue
+		}
+		for _, w := range r.Result.Warnings {
+			s.log.Warn("layer unpacked with omissions", "layer", m.DiffID, "warning", w)
+		}
+		rec := LayerRecord{
+			DiffID:          m.DiffID,
+			BlobDigest:      r.Result.BlobDigest,
+			MediaType:       m.MediaType,
+			CompressedSize:  r.Result.CompressedBytes,
+			Size:            r.Result.Bytes,
+			UncompressedTar: r.Result.UncompressedBytes,
+			Created:         time.Now().UTC(),
+			UnpackWarnings:  r.Result.Warnings,
+		}
+		if err := s.publishLayer(m.key, tmps[i], &rec); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.log.Debug("layer published", "layer", m.DiffID, "bytes", rec.Size)
+	}
+	s.log.Debug("layers fetched", "count", len(missing), "elapsed", time.Since(start))
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for i := range missing {
+		m := &missing[i]
+		m.lock.Release()
+		m.lock = nil
+		sh, err := flock.Shared(ctx, s.lockPath("layer-"+m.key))
+		if err != nil {
+			return err
+		}
+		held[m.key] = sh
+	}
+	return nil
+}
+
+// publishLayer writes the record and short link, then renames the tmp dir
+// into place: the rename is the commit point.
+func (s *Store) publishLayer(key string, t *tmpDir, rec *LayerRecord) error {
+	short, err := s.makeShortLink(key)
+	if err != nil {
+		return err
+	}
+	rec.Short = short
+	if err := writeJSONAtomic(filepath.Join(t.path, "layer.json"), rec, 0o644); err != nil {
+		return fmt.Errorf("layer %s: %w", key, err)
+	}
+	if err := os.Rename(t.path, s.layerDir(key)); err != nil {
+		if s.layerExists(key) {
+			return nil // published by someone who did not respect the lock
+		}
+		return fmt.Errorf("publish layer %s: %w", key, err)
+	}
+	t.published = true
+	if s.opts.Sync {
+		syncDir(filepath.Join(s.root, "layers"))
+	}
+	return nil
+}
+
+// makeShortLink creates l/<short> -> ../layers/<key>/diff, lengthening the
+// name on the (astronomically rare) collision.
+func (s *Store) makeShortLink(key string) (string, error) {
+	target := filepath.Join("..", "layers", key, "diff")
+	for _, n := range []int{10, 16, 26, 52} {
+		short := shortName(key, n)
+		err := os.Symlink(target, s.linkPath(short))
+		if err == nil {
+			return short, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return "", fmt.Errorf("short link for layer %s: %w", key, err)
+		}
+		if got, _ := os.Readlink(s.linkPath(short)); got == target {
+			return short, nil
+		}
+	}
+	return "", fmt.Errorf("short link for layer %s: every name collides", key)
+}
+
+// unpackUnknown unpacks layers whose diffID is unknown (a local rootfs dir
+// or tarball) into tmp, learns their diffIDs, and publishes them unless an
+// identical layer is already there.
+func (s *Store) unpackUnknown(ctx context.Context, layers []Layer) error {
+	for i := range layers {
+		l := &layers[i]
+		if l.DiffID != "" {
+			continue
+		}
+		t, err := s.newTmp(ctx, "layer")
+		if err != nil {
+			return err
+		}
+		resp, err := s.runWorker(ctx, workerRequest{Unpack: []unpackJob{{Dest: t.path, MediaType: l.MediaType}}},
+			[]func() (io.ReadCloser, error){func() (io.ReadCloser, error) { return l.Open(ctx) }})
+		if err == nil && len(resp.Unpack) == 1 && resp.Unpack[0].Error != "" {
+			err = errors.New(resp.Unpack[0].Error)
+		}
+		if err != nil {
+			s.removeTmp(ctx, t)
+			return fmt.Errorf("unpack local rootfs: %w", err)
+		}
+		res := resp.Unpack[0].Result
+		l.DiffID = res.DiffID
+		key, err := layerKey(l.DiffID)
+		if err != nil {
+			s.removeTmp(ctx, t)
+			return err
+		}
+		lock, err := flock.Exclusive(ctx, s.lockPath("layer-"+key))
+		if err != nil {
+			s.removeTmp(ctx, t)
+			return err
+		}
+		if !s.layerExists(key) {
+			err = s.publishLayer(key, t, &LayerRecord{DiffID: l.DiffID, Size: res.Bytes, UncompressedTar: res.UncompressedBytes, Created: time.Now().UTC(), UnpackWarnings: res.Warnings})
+		}
+		lock.Release()
+		s.removeTmp(ctx, t)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tmpDir is a scratch dir under tmp/ held with a lock, so that recovery can
+// tell a live one from debris.
+type tmpDir struct {
+	path      string
+	lock      *flock.Lock
+	published bool
+}
+
+func (s *Store) newTmp(ctx context.Context, kind string) (*tmpDir, error) {
+	var b [8]byte
+	rand.Read(b[:])
+	name := kind + "-" + hex.EncodeToString(b[:])
+	lock, err := flock.Exclusive(ctx, s.lockPath("tmp-"+name))
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(s.root, "tmp", name)
+	if err := os.Mkdir(path, 0o700); err != nil {
+		lock.RemoveAndRelease()
+		return nil, fmt.Errorf("create scratch dir: %w", err)
+	}
+	if err := s.chownToContainerRoot(path); err != nil {
+		os.Remove(path)
+		lock.RemoveAndRelease()
+		return nil, err
+	}
+	return &tmpDir{path: path, lock: lock}, nil
+}
+
+func (s *Store) removeTmp(ctx context.Context, t *tmpDir) {
+	if t.lock == nil {
+		return
+	}
+	if !t.published {
+		if err := s.removeAll(ctx, t.path); err != nil {
+			s.log.Warn("scratch dir left behind; clean will remove it", "path", t.path, "error", err)
+		}
+	}
+	t.lock.RemoveAndRelease()
+	t.lock = nil
+}
+
+// chownToContainerRoot hands a dir the worker writes into to the host ID of
+// container root (only root needs to: for a rootless caller that is the
+// caller already).
+func (s *Store) chownToContainerRoot(path string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	uid, err := idmap.ToHost(s.meta.UIDMappings, 0)
+	if err != nil {
+		return err
+	}
+	gid, err := idmap.ToHost(s.meta.GIDMappings, 0)
+	if err != nil {
+		return err
+	}
+	if err := os.Lchown(path, int(uid), int(gid)); err != nil {
+		return fmt.Errorf("hand %s to container root: %w", path, err)
+	}
+	return nil
+}
+
+// removeAll removes paths; files owned by sub-IDs need the worker.
+func (s *Store) removeAll(ctx context.Context, paths ...string) error {
+	var rest []string
+	for _, p := range paths {
+		if err := os.RemoveAll(p); err != nil {
+			rest = append(rest, p)
+		}
+	}
+	if len(rest) == 0 {
+		return nil
+	}
+	resp, err := s.runWorker(ctx, workerRequest{Remove: rest}, nil)
+	if err != nil {
+		return fmt.Errorf("remove %s: %w", strings.Join(rest, " "), err)
+	}
+	if len(resp.Remove) > 0 {
+		return fmt.Errorf("remove: %s", strings.Join(resp.Remove, "; "))
+	}
+	return nil
+}

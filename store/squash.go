@@ -1,0 +1,129 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/taproot-dev/taproot/internal/flock"
+	"github.com/taproot-dev/taproot/overlayxfs"
+)
+
+// planLowers turns an image's layer keys (base first) into the lowers it
+// mounts (top first): duplicates dropped and, when overlay could not stack
+// them in one page of options or 500 layers, the lowest ones replaced by
+// one cached squashed layer.
+func (s *Store) planLowers(ctx context.Context, keys []string, id string, held heldLayers) ([]string, error) {
+	// A layer that appears twice needs only its top occurrence: everything
+	// it holds, hides or makes opaque is decided there already.
+	var top []string
+	seen := map[string]bool{}
+	for i := len(keys) - 1; i >= 0; i-- {
+		if !seen[keys[i]] {
+			seen[keys[i]] = true
+			top = append(top, keys[i])
+		}
+	}
+	if len(top) == 0 {
+		return nil, fmt.Errorf("image %q has no layers", id)
+	}
+	dir := s.imageDir(id)
+	plan := overlayxfs.Plan{Upper: filepath.Join(dir, "diff"), Work: filepath.Join(dir, "work")}
+	for _, key := range top {
+		short, err := s.shortOf(key)
+		if err != nil {
+			return nil, fmt.Errorf("layer %s: %w", key, err)
+		}
+		plan.Lowers = append(plan.Lowers, s.linkPath(short))
+	}
+	squashKey := squashKeyOf(top)
+	keep := plan.KeepOnTop(s.linkPath(shortName(squashKey, 16)))
+	if keep == len(top) {
+		return top, nil
+	}
+	base := top[keep:]
+	squashKey = squashKeyOf(base)
+	if err := s.ensureSquashed(ctx, squashKey, base, held); err != nil {
+		return nil, err
+	}
+	s.log.Info("squashed lowest layers so overlay can mount them", "id", id, "squashed", len(base), "kept", keep)
+	return append(append([]string(nil), top[:keep]...), squashKey), nil
+}
+
+// squashKeyOf names the squashed layer of lowers (top first).
+func squashKeyOf(lowers []string) string {
+	h := sha256.New()
+	for _, k := range lowers {
+		h.Write([]byte(k + "\n"))
+	}
+	return "squash-" + hex.EncodeToString(h.Sum(nil))
+}
+
+func (s *Store) ensureSquashed(ctx context.Context, key string, lowersTopFirst []string, held heldLayers) error {
+	lockPath := s.lockPath("layer-" + key)
+	ex, err := flock.Exclusive(ctx, lockPath)
+	if err != nil {
+		return err
+	}
+	if !s.layerExists(key) {
+		if err := s.buildSquashed(ctx, key, lowersTopFirst); err != nil {
+			ex.Release()
+			return err
+		}
+	}
+	ex.Release()
+	sh, err := flock.Shared(ctx, lockPath)
+	if err != nil {
+		return err
+	}
+	if !s.layerExists(key) {
+		sh.Release()
+		return fmt.Errorf("squashed layer %s vanished; retry", key)
+	}
+	held[key] = sh
+	return nil
+}
+
+func (s *Store) buildSquashed(ctx context.Context, key string, lowersTopFirst []string) error {
+	t, err := s.newTmp(ctx, "squash")
+	if err != nil {
+		return err
+	}
+	defer s.removeTmp(ctx, t)
+	job := &squashJob{Dest: t.path}
+	var merged []string
+	for i := len(lowersTopFirst) - 1; i >= 0; i-- {
+		k := lowersTopFirst[i]
+		lr, err := s.ReadLayer(k)
+		if err != nil {
+			return err
+		}
+		job.Layers = append(job.Layers, layerRef{Dir: s.layerDir(k), DiffID: lr.DiffID})
+		merged = append(merged, string(lr.DiffID))
+	}
+	start := time.Now()
+	resp, err := s.runWorker(ctx, workerRequest{Squash: job}, nil)
+	if err != nil {
+		return fmt.Errorf("squash %d layers: %w", len(job.Layers), err)
+	}
+	if resp.Squash == nil || resp.Squash.Error != "" {
+		msg := "no answer"
+		if resp.Squash != nil {
+			msg = resp.Squash.Error
+		}
+		return fmt.Errorf("squash %d layers: %s", len(job.Layers), msg)
+	}
+	rec := LayerRecord{
+		DiffID:   digest.Digest(""),
+		Size:     resp.Squash.Bytes,
+		Squashed: merged,
+		Created:  time.Now().UTC(),
+	}
+	s.log.Debug("squashed layers", "count", len(merged), "elapsed", time.Since(start), "first", strings.Join(merged[:1], ""))
+	return s.publishLayer(key, t, &rec)
+}

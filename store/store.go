@@ -1,0 +1,223 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/taproot-dev/taproot/internal/idmap"
+)
+
+// Errors matched by callers with errors.Is.
+var (
+	ErrImageExists   = errors.New("image id already exists")
+	ErrImageNotFound = errors.New("image not found")
+	ErrBadID         = errors.New("invalid image id")
+	ErrMappingDiffer = errors.New("id mapping differs from the store's")
+	ErrNotInitalized = errors.New("store is not initialized")
+)
+
+// Limiter applies per-image disk limits (XFS project quotas through the
+// setuid helper). A store on a filesystem without project quotas has none.
+type Limiter interface {
+	SetLimit(ctx context.Context, imageDir string, bytes uint64) error
+	Usage(ctx context.Context, imageDir string) (uint64, error)
+	Clear(ctx context.Context, imageDir string) error
+}
+
+// Options configure Open.
+type Options struct {
+	// UIDMappings and GIDMappings are the mapping the caller asks for; nil
+	// means the store's (or, for a new store, the caller's default).
+	UIDMappings, GIDMappings []idmap.Mapping
+	// Limiter sets disk limits; nil means none.
+	Limiter Limiter
+	// WorkerExe is the taproot binary run as the user-namespace worker.
+	WorkerExe string
+	// WorkerArgs are the arguments that make WorkerExe act as a worker.
+	WorkerArgs []string
+	// ParallelLayers bounds concurrent layer downloads (default 3).
+	ParallelLayers int
+	// MaxLayerBytes bounds a layer's unpacked content (0 = no bound).
+	MaxLayerBytes int64
+	// Sync makes published layers durable with syncfs before rename.
+	Sync bool
+	Logger *slog.Logger
+	// NewUIDMap/NewGIDMap override the setuid helpers' paths.
+	NewUIDMap, NewGIDMap string
+}
+
+// Store is an opened store.
+type Store struct {
+	root string
+	meta Meta
+	opts Options
+	log  *slog.Logger
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$`)
+
+// ValidateID checks an image id: it names a directory and a lock file, so
+// it must be one plain path component.
+func ValidateID(id string) error {
+	if !idPattern.MatchString(id) {
+		return fmt.Errorf("%w %q: use 1-200 characters from [A-Za-z0-9_.-], starting with a letter or digit", ErrBadID, id)
+	}
+	return nil
+}
+
+// Open opens the store at root, creating its layout on first use by its
+// owner. The mapping the caller asks for must match the store's.
+func Open(ctx context.Context, root string, opts Options) (*Store, error) {
+	if !filepath.IsAbs(root) {
+		abs, err := filepath.Abs(root)
+		if err != nil {
+			return nil, err
+		}
+		root = abs
+	}
+	root = filepath.Clean(root)
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.ParallelLayers <= 0 {
+		opts.ParallelLayers = 3
+	}
+	s := &Store{root: root, opts: opts, log: opts.Logger}
+	err := readJSON(s.metaPath(), &s.meta)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := s.initLayout(ctx); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, fmt.Errorf("store %s: %w", root, err)
+	default:
+		if s.meta.Version > MetaVersion {
+			return nil, fmt.Errorf("store %s has format version %d; this taproot knows up to %d", root, s.meta.Version, MetaVersion)
+		}
+		if err := s.checkMapping(); err != nil {
+			return nil, err
+		}
+		if err := s.ensureDirs(); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// DefaultMappings returns the mapping for the current caller: maximus for
+// root, else the caller's sub-IDs.
+func DefaultMappings() (uids, gids []idmap.Mapping, err error) {
+	if os.Geteuid() == 0 {
+		return idmap.Maximus(), idmap.Maximus(), nil
+	}
+	uid, gid := uint32(os.Geteuid()), uint32(os.Getegid())
+	uids, err = idmap.ForUser("/etc/subuid", uid, uid)
+	if err != nil {
+		return nil, nil, err
+	}
+	gids, err = idmapForGroup(uid, gid)
+	return uids, gids, err
+}
+
+func idmapForGroup(uid, gid uint32) ([]idmap.Mapping, error) {
+	ms, err := idmap.ForUser("/etc/subgid", uid, uid)
+	if err != nil {
+		return nil, err
+	}
+	ms[0].HostID = gid
+	return ms, idmap.Validate(ms)
+}
+
+func (s *Store) checkMapping() error {
+	if s.opts.UIDMappings != nil && !slices.Equal(s.opts.UIDMappings, s.meta.UIDMappings) {
+		return fmt.Errorf("store %s: %w: store has uid mapping %v, caller asked for %v", s.root, ErrMappingDiffer, s.meta.UIDMappings, s.opts.UIDMappings)
+	}
+	if s.opts.GIDMappings != nil && !slices.Equal(s.opts.GIDMappings, s.meta.GIDMappings) {
+		return fmt.Errorf("store %s: %w: store has gid mapping %v, caller asked for %v", s.root, ErrMappingDiffer, s.meta.GIDMappings, s.opts.GIDMappings)
+	}
+	return nil
+}
+
+func (s *Store) initLayout(ctx context.Context) error {
+	if err := os.MkdirAll(s.root, 0o755); err != nil {
+		return fmt.Errorf("create store: %w", err)
+	}
+	if err := s.ensureDirs(); err != nil {
+		return err
+	}
+	m := Meta{
+		Version:     MetaVersion,
+		OwnerUID:    uint32(os.Geteuid()),
+		OwnerGID:    uint32(os.Getegid()),
+		UIDMappings: s.opts.UIDMappings,
+		GIDMappings: s.opts.GIDMappings,
+		Created:     time.Now().UTC(),
+	}
+	if m.UIDMappings == nil || m.GIDMappings == nil {
+		uids, gids, err := DefaultMappings()
+		if err != nil {
+			return fmt.Errorf("store %s: %w", s.root, err)
+		}
+		if m.UIDMappings == nil {
+			m.UIDMappings = uids
+		}
+		if m.GIDMappings == nil {
+			m.GIDMappings = gids
+		}
+	}
+	if err := idmap.Validate(m.UIDMappings); err != nil {
+		return fmt.Errorf("store %s: uid mapping: %w", s.root, err)
+	}
+	if err := idmap.Validate(m.GIDMappings); err != nil {
+		return fmt.Errorf("store %s: gid mapping: %w", s.root, err)
+	}
+	if _, err := idmap.ToHost(m.UIDMappings, 0); err != nil {
+		return fmt.Errorf("store %s: uid mapping must map container root: %w", s.root, err)
+	}
+	// Two processes may initialise at once: O_EXCL decides who writes.
+	l, err := s.lockStoreInit(ctx)
+	if err != nil {
+		return err
+	}
+	defer l.Release()
+	if err := readJSON(s.metaPath(), &s.meta); err == nil {
+		return s.checkMapping()
+	}
+	if err := writeJSONAtomic(s.metaPath(), &m, 0o644); err != nil {
+		return fmt.Errorf("store %s: write meta: %w", s.root, err)
+	}
+	s.meta = m
+	return nil
+}
+
+func (s *Store) ensureDirs() error {
+	for _, d := range []string{"meta", "layers", "l", "images", "locks", "tmp"} {
+		if err := os.Mkdir(filepath.Join(s.root, d), 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("create store layout: %w", err)
+		}
+	}
+	return nil
+}
+
+// Root returns the store's absolute path.
+func (s *Store) Root() string { return s.root }
+
+// Meta returns the store's metadata.
+func (s *Store) Meta() Meta { return s.meta }
+
+func (s *Store) metaPath() string          { return filepath.Join(s.root, "meta", "store.json") }
+func (s *Store) layerDir(key string) string { return filepath.Join(s.root, "layers", key) }
+func (s *Store) imageDir(id string) string  { return filepath.Join(s.root, "images", id) }
+func (s *Store) linkPath(short string) string {
+	return filepath.Join(s.root, "l", short)
+}
+func (s *Store) lockPath(name string) string { return filepath.Join(s.root, "locks", name+".lock") }

@@ -1,0 +1,284 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/taproot-dev/taproot/internal/userns"
+	"github.com/taproot-dev/taproot/unpacker"
+)
+
+// The worker runs inside a user namespace with the store's mapping, as root
+// of that namespace. It reads one request as JSON on stdin, layer streams on
+// the extra fds the request names, and writes one response on stdout.
+
+type workerRequest struct {
+	Unpack   []unpackJob  `json:"unpack,omitempty"`
+	Remove   []string     `json:"remove,omitempty"`
+	Squash   *squashJob   `json:"squash,omitempty"`
+	Verify   []verifyJob  `json:"verify,omitempty"`
+	MaxBytes int64        `json:"max_bytes,omitempty"`
+	Sync     bool         `json:"sync,omitempty"`
+}
+
+type unpackJob struct {
+	FD         int           `json:"fd"`
+	Dest       string        `json:"dest"`
+	BlobDigest digest.Digest `json:"blob_digest,omitempty"`
+	DiffID     digest.Digest `json:"diff_id,omitempty"`
+	MediaType  string        `json:"media_type,omitempty"`
+}
+
+// squashJob merges layers (base first) into Dest/diff in apply form.
+type squashJob struct {
+	Dest   string     `json:"dest"`
+	Layers []layerRef `json:"layers"`
+}
+
+type layerRef struct {
+	Dir    string        `json:"dir"` // layers/<key>
+	DiffID digest.Digest `json:"diff_id"`
+}
+
+type verifyJob = layerRef
+
+type workerResponse struct {
+	Unpack []unpackResult `json:"unpack,omitempty"`
+	Remove []string       `json:"remove_errors,omitempty"`
+	Squash *squashResult  `json:"squash,omitempty"`
+	Verify []string       `json:"verify,omitempty"` // "" = ok, else the problem
+}
+
+type unpackResult struct {
+	Error  string                `json:"error,omitempty"`
+	Result *unpacker.LayerResult `json:"result,omitempty"`
+}
+
+type squashResult struct {
+	Error string `json:"error,omitempty"`
+	Bytes int64  `json:"bytes"`
+}
+
+// RunWorker is the worker's main: it serves one request.
+func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
+	if os.Geteuid() != 0 {
+		return errors.New("worker must run as root of its user namespace")
+	}
+	var req workerRequest
+	if err := json.NewDecoder(stdin).Decode(&req); err != nil {
+		return fmt.Errorf("worker request: %w", err)
+	}
+	var resp workerResponse
+	opts := unpacker.Options{SkipDevices: true, MaxBytes: req.MaxBytes}
+
+	if len(req.Unpack) > 0 {
+		resp.Unpack = make([]unpackResult, len(req.Unpack))
+		var wg sync.WaitGroup
+		for i, job := range req.Unpack {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				f := os.NewFile(uintptr(job.FD), fmt.Sprintf("layer-%d", i))
+				defer f.Close()
+				res, err := unpacker.UnpackLayer(ctx, f, job.Dest, unpacker.LayerSpec{
+					BlobDigest: job.BlobDigest, DiffID: job.DiffID, MediaType: job.MediaType,
+				}, opts)
+				if err != nil {
+					// Closing our end makes the parent's copy fail with
+					// EPIPE rather than download the rest for nothing.
+					resp.Unpack[i].Error = err.Error()
+					return
+				}
+				if req.Sync {
+					err = syncFS(job.Dest)
+				}
+				if err != nil {
+					resp.Unpack[i].Error = err.Error()
+					return
+				}
+				resp.Unpack[i].Result = &res
+			}()
+		}
+		wg.Wait()
+	}
+	for _, p := range req.Remove {
+		if err := os.RemoveAll(p); err != nil {
+			resp.Remove = append(resp.Remove, err.Error())
+		}
+	}
+	if req.Squash != nil {
+		n, err := squash(ctx, req.Squash, opts)
+		resp.Squash = &squashResult{Bytes: n}
+		if err != nil {
+			resp.Squash.Error = err.Error()
+		}
+	}
+	for _, v := range req.Verify {
+		msg := ""
+		if err := verifyLayer(ctx, v); err != nil {
+			msg = err.Error()
+		}
+		resp.Verify = append(resp.Verify, msg)
+	}
+	return json.NewEncoder(stdout).Encode(&resp)
+}
+
+func squash(ctx context.Context, job *squashJob, opts unpacker.Options) (n int64, err error) {
+	diff := filepath.Join(job.Dest, "diff")
+	defer func() {
+		if err != nil {
+			os.RemoveAll(diff)
+		}
+	}()
+	if err := os.Mkdir(diff, 0o755); err != nil {
+		return 0, err
+	}
+	opts.Whiteouts = unpacker.ApplyWhiteouts
+	for _, l := range job.Layers {
+		ts, err := os.Open(filepath.Join(l.Dir, "tar-split.json.gz"))
+		if err != nil {
+			return 0, err
+		}
+		pr, pw := io.Pipe()
+		go func() {
+			pw.CloseWithError(unpacker.Reassemble(ctx, filepath.Join(l.Dir, "diff"), ts, pw))
+		}()
+		res, err := unpacker.Unpack(ctx, pr, diff, opts)
+		pr.CloseWithError(io.ErrClosedPipe)
+		ts.Close()
+		if err != nil {
+			return 0, fmt.Errorf("squash layer %s: %w", l.DiffID, err)
+		}
+		n += res.Bytes
+	}
+	return n, nil
+}
+
+func verifyLayer(ctx context.Context, l layerRef) error {
+	ts, err := os.Open(filepath.Join(l.Dir, "tar-split.json.gz"))
+	if err != nil {
+		return err
+	}
+	defer ts.Close()
+	h := l.DiffID.Algorithm().Hash()
+	if err := unpacker.Reassemble(ctx, filepath.Join(l.Dir, "diff"), ts, h); err != nil {
+		return fmt.Errorf("reassemble: %w", err)
+	}
+	if got := digest.NewDigest(l.DiffID.Algorithm(), h); got != l.DiffID {
+		return fmt.Errorf("content digest %s, want %s", got, l.DiffID)
+	}
+	return nil
+}
+
+// runWorker starts a worker in the store's user namespace, feeds it streams
+// on its extra fds, and returns its response.
+func (s *Store) runWorker(ctx context.Context, req workerRequest, streams []func() (io.ReadCloser, error)) (resp workerResponse, err error) {
+	var readEnds, writeEnds []*os.File
+	defer func() {
+		for _, f := range append(readEnds, writeEnds...) {
+			f.Close()
+		}
+	}()
+	for range streams {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return resp, err
+		}
+		readEnds, writeEnds = append(readEnds, r), append(writeEnds, w)
+	}
+	for i := range req.Unpack {
+		req.Unpack[i].FD = userns.FirstExtraFD + i
+	}
+	req.MaxBytes = s.opts.MaxLayerBytes
+	req.Sync = s.opts.Sync
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd, err := userns.Command(ctx, s.opts.WorkerExe, s.opts.WorkerArgs, userns.Maps{
+		UIDs: s.meta.UIDMappings, GIDs: s.meta.GIDMappings,
+		NewUIDMap: s.opts.NewUIDMap, NewGIDMap: s.opts.NewGIDMap,
+	}, readEnds)
+	if err != nil {
+		return resp, err
+	}
+	reqData, err := json.Marshal(&req)
+	if err != nil {
+		return resp, err
+	}
+	var stdout, stderr strings.Builder
+	ec := cmd.Exec()
+	ec.Stdin = strings.NewReader(string(reqData))
+	ec.Stdout = &stdout
+	ec.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return resp, err
+	}
+	for _, f := range readEnds {
+		f.Close()
+	}
+	readEnds = nil
+
+	// Feed the streams, a bounded number at a time.
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		feedErr = make([]error, len(streams))
+		sem     = make(chan struct{}, s.opts.ParallelLayers)
+	)
+	for i, open := range streams {
+		w := writeEnds[i]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer w.Close()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-sem }()
+			rc, err := open()
+			if err == nil {
+				_, err = io.Copy(w, rc)
+				rc.Close()
+			}
+			// EPIPE: the worker gave up on this layer and says why.
+			if err != nil && !errors.Is(err, syscall.EPIPE) {
+				mu.Lock()
+				feedErr[i] = err
+				mu.Unlock()
+			}
+		}()
+	}
+	writeEnds = nil
+	wg.Wait()
+	waitErr := cmd.Wait()
+	// A failed download explains a worker's "unexpected EOF" better.
+	for i, err := range feedErr {
+		if err != nil {
+			return resp, fmt.Errorf("layer %d: %w", i+1, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return resp, err
+	}
+	if waitErr != nil {
+		return resp, fmt.Errorf("user-namespace worker: %w: %s", waitErr, strings.TrimSpace(stderr.String()))
+	}
+	if err := json.Unmarshal([]byte(stdout.String()), &resp); err != nil {
+		return resp, fmt.Errorf("user-namespace worker response: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	if stderr.Len() > 0 {
+		s.log.Debug("worker stderr", "output", strings.TrimSpace(stderr.String()))
+	}
+	return resp, nil
+}
