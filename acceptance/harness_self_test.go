@@ -1,13 +1,19 @@
 package acceptance
 
 import (
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	ib "github.com/taproot-dev/taproot/acceptance/internal/imagebuilder"
 )
 
 // TestHarnessRuntimes checks the harness's own real parts without taproot:
@@ -67,5 +73,49 @@ func TestHarnessRuntimes(t *testing.T) {
 				t.Errorf("write did not land in the upper dir: %q, %v", got, err)
 			}
 		})
+	}
+}
+
+// TestHarnessRegistry checks the push path (incl. a zstd layer, which the
+// registry must accept as is) and that blob GETs are counted per digest.
+func TestHarnessRegistry(t *testing.T) {
+	needHarness(t)
+	t.Parallel()
+	z := ib.Layer{Compression: ib.Zstd, Entries: []ib.Entry{ib.File("z", "zstd\n")}}
+	_, b := pushImage(t, "harness-registry", busyboxImage(z))
+	// distribution answers 404 for an OCI manifest unless the client accepts it.
+	req, err := http.NewRequest("GET", "http://"+h.registry+"/v2/acceptance/harness-registry/manifests/"+b.ManifestDigest.String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", b.Manifest.MediaType)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("manifest GET: %s", resp.Status)
+	}
+	d := b.Layers[1].Digest
+	before := registryBlobGets(t, "acceptance/harness-registry", d)
+	for i := 0; i < 2; i++ {
+		resp, err := http.Get("http://" + h.registry + "/v2/acceptance/harness-registry/blobs/" + d.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || digest.FromBytes(data) != d {
+			t.Fatalf("blob GET: %s, digest %s", resp.Status, digest.FromBytes(data))
+		}
+	}
+	// The access log is written asynchronously: give it a moment.
+	deadline := time.Now().Add(2 * time.Second)
+	for registryBlobGets(t, "acceptance/harness-registry", d)-before != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("counted %d GETs of %s, want 2", registryBlobGets(t, "acceptance/harness-registry", d)-before, d)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

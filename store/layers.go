@@ -279,6 +279,11 @@ func (s *Store) publishLayer(key string, t *tmpDir, rec *LayerRecord) error {
 		return err
 	}
 	rec.Short = short
+	// Scratch dirs are private; a published layer is read by every
+	// container user of the namespace.
+	if err := os.Chmod(t.path, 0o755); err != nil {
+		return fmt.Errorf("layer %s: %w", key, err)
+	}
 	if err := writeJSONAtomic(filepath.Join(t.path, "layer.json"), rec, 0o644); err != nil {
 		return fmt.Errorf("layer %s: %w", key, err)
 	}
@@ -395,6 +400,9 @@ func (s *Store) removeTmp(ctx context.Context, t *tmpDir) {
 		return
 	}
 	if !t.published {
+		// Clean up even when the create was interrupted.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
 		if err := s.removeAll(ctx, t.path); err != nil {
 			s.log.Warn("scratch dir left behind; clean will remove it", "path", t.path, "error", err)
 		}

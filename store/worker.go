@@ -174,7 +174,17 @@ func verifyLayer(ctx context.Context, l layerRef) error {
 		return fmt.Errorf("reassemble: %w", err)
 	}
 	if got := digest.NewDigest(l.DiffID.Algorithm(), h); got != l.DiffID {
-		return fmt.Errorf("content digest %s, want %s", got, l.DiffID)
+		return fmt.Errorf("content digest %s, want %s: files were modified", got, l.DiffID)
+	}
+	if _, err := ts.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	extra, err := extraFiles(filepath.Join(l.Dir, "diff"), ts)
+	if err != nil {
+		return fmt.Errorf("list files: %w", err)
+	}
+	if len(extra) > 0 {
+		return fmt.Errorf("%d files not in the layer, e.g. %s", len(extra), extra[0])
 	}
 	return nil
 }

@@ -21,12 +21,13 @@ func pathErr(op, path string, err error) error {
 }
 
 // openBeneath opens rel beneath dirfd with openat2, never following a
-// symlink (the last component included, thanks to O_NOFOLLOW plus
-// RESOLVE_NO_SYMLINKS). It returns the raw errno so callers can tell
-// ENOENT from an unsafe path.
+// symlink: RESOLVE_NO_SYMLINKS makes any symlink on the way, the last
+// component included, fail with ELOOP (O_NOFOLLOW is left out on purpose:
+// with O_PATH it would open the symlink itself). It returns the raw errno so
+// callers can tell ENOENT from an unsafe path.
 func openBeneath(dirfd int, rel string, flags uint64) (int, error) {
 	how := unix.OpenHow{
-		Flags:   flags | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+		Flags:   flags | unix.O_CLOEXEC,
 		Resolve: resolveFlags,
 	}
 	for range 16 {

@@ -68,6 +68,7 @@ Results (JSON) go to stdout; logs and errors go to stderr.`,
 		NewCmdStats(g),
 		NewCmdList(g),
 		NewCmdClean(g),
+		NewCmdCheck(g),
 		NewCmdWorker(g),
 	)
 	return cmd

@@ -76,6 +76,9 @@ func Command(ctx context.Context, exe string, args []string, maps Maps, extra []
 		cmd.SysProcAttr.UidMappings = toSys(maps.UIDs)
 		cmd.SysProcAttr.GidMappings = toSys(maps.GIDs)
 		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+		// Become the namespace's root once the maps are written: the
+		// caller's own uid 0 is not mapped in it.
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
 		null, err := os.Open(os.DevNull)
 		if err != nil {
 			return nil, err

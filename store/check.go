@@ -1,0 +1,225 @@
+package store
+
+import (
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/vbatts/tar-split/tar/storage"
+)
+
+// CheckReport is what Check found (and, with repair, fixed).
+type CheckReport struct {
+	Healthy       bool           `json:"healthy"`
+	Repaired      bool           `json:"repaired"`
+	LayersChecked int            `json:"layers_checked"`
+	Layers        []LayerProblem `json:"damaged_layers"`
+	Images        []ImageProblem `json:"damaged_images"`
+	DanglingLinks []string       `json:"dangling_links"`
+	MissingLinks  []string       `json:"missing_links"`
+	Debris        []string       `json:"debris"`
+}
+
+// LayerProblem is one damaged layer.
+type LayerProblem struct {
+	Key     string `json:"key"`
+	Problem string `json:"problem"`
+}
+
+// ImageProblem is one image whose record is broken or whose layers are gone.
+type ImageProblem struct {
+	ID      string `json:"id"`
+	Problem string `json:"problem"`
+}
+
+// Check verifies every layer against its tar-split metadata (the
+// reassembled tar must hash to the diffID, and the dir may hold no file the
+// tar does not name), and the records, links and scratch space around them.
+// With repair it removes damaged layers so the next create fetches them
+// again, fixes links and removes debris.
+func (s *Store) Check(ctx context.Context, repair bool) (CheckReport, error) {
+	rep := CheckReport{Layers: []LayerProblem{}, Images: []ImageProblem{}, DanglingLinks: []string{}, MissingLinks: []string{}, Debris: []string{}}
+	keys, err := s.LayerKeys()
+	if err != nil {
+		return rep, err
+	}
+	var verify []layerRef
+	var verifyKeys []string
+	for _, key := range keys {
+		rec, err := s.ReadLayer(key)
+		if err != nil {
+			rep.Layers = append(rep.Layers, LayerProblem{key, "no readable layer.json: " + err.Error()})
+			continue
+		}
+		if rec.Short == "" {
+			rep.Layers = append(rep.Layers, LayerProblem{key, "record has no short link name"})
+			continue
+		}
+		target, err := os.Readlink(s.linkPath(rec.Short))
+		if err != nil || target != filepath.Join("..", "layers", key, "diff") {
+			rep.MissingLinks = append(rep.MissingLinks, rec.Short)
+		}
+		if len(rec.Squashed) > 0 || rec.DiffID == "" {
+			// A squashed layer has no tar of its own to check against;
+			// its sources are checked, and it is rebuilt if removed.
+			if _, err := os.Stat(filepath.Join(s.layerDir(key), "diff")); err != nil {
+				rep.Layers = append(rep.Layers, LayerProblem{key, "squashed layer has no diff dir"})
+			}
+			continue
+		}
+		if k, err := layerKey(rec.DiffID); err != nil || k != key {
+			rep.Layers = append(rep.Layers, LayerProblem{key, fmt.Sprintf("record names diffID %s", rec.DiffID)})
+			continue
+		}
+		verify = append(verify, layerRef{Dir: s.layerDir(key), DiffID: rec.DiffID})
+		verifyKeys = append(verifyKeys, key)
+	}
+	rep.LayersChecked = len(keys)
+	if len(verify) > 0 {
+		resp, err := s.runWorker(ctx, workerRequest{Verify: verify}, nil)
+		if err != nil {
+			return rep, fmt.Errorf("verify layers: %w", err)
+		}
+		for i, msg := range resp.Verify {
+			if msg != "" {
+				rep.Layers = append(rep.Layers, LayerProblem{verifyKeys[i], msg})
+			}
+		}
+	}
+	// Links that lead nowhere.
+	links, _ := os.ReadDir(filepath.Join(s.root, "l"))
+	for _, e := range links {
+		target, err := os.Readlink(s.linkPath(e.Name()))
+		if err != nil {
+			rep.DanglingLinks = append(rep.DanglingLinks, e.Name())
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(s.root, "l", target)); err != nil {
+			rep.DanglingLinks = append(rep.DanglingLinks, e.Name())
+		}
+	}
+	// Images whose record is unreadable or whose layers are gone.
+	damaged := map[string]bool{}
+	for _, p := range rep.Layers {
+		damaged[p.Key] = true
+	}
+	entries, _ := os.ReadDir(filepath.Join(s.root, "images"))
+	for _, e := range entries {
+		var rec ImageRecord
+		err := readJSON(filepath.Join(s.imageDir(e.Name()), "image.json"), &rec)
+		if errors.Is(err, fs.ErrNotExist) {
+			rep.Debris = append(rep.Debris, filepath.Join("images", e.Name()))
+			continue
+		}
+		if err != nil {
+			rep.Images = append(rep.Images, ImageProblem{e.Name(), err.Error()})
+			continue
+		}
+		for _, k := range rec.Lowers {
+			if !s.layerExists(k) || damaged[k] {
+				rep.Images = append(rep.Images, ImageProblem{rec.ID, "layer " + k + " is missing or damaged"})
+				break
+			}
+		}
+	}
+	tmps, _ := os.ReadDir(filepath.Join(s.root, "tmp"))
+	for _, e := range tmps {
+		rep.Debris = append(rep.Debris, filepath.Join("tmp", e.Name()))
+	}
+	rep.Healthy = len(rep.Layers) == 0 && len(rep.Images) == 0 && len(rep.DanglingLinks) == 0 && len(rep.MissingLinks) == 0 && len(rep.Debris) == 0
+	if !repair || rep.Healthy {
+		return rep, nil
+	}
+	if err := s.repair(ctx, &rep); err != nil {
+		return rep, err
+	}
+	rep.Repaired = true
+	return rep, nil
+}
+
+func (s *Store) repair(ctx context.Context, rep *CheckReport) error {
+	for _, p := range rep.Layers {
+		if _, _, err := s.RemoveLayerIfUnused(ctx, p.Key, func() (bool, error) { return true, nil }); err != nil {
+			return fmt.Errorf("remove damaged layer %s: %w", p.Key, err)
+		}
+	}
+	keys, _ := s.LayerKeys()
+	for _, key := range keys {
+		if rec, err := s.ReadLayer(key); err == nil && rec.Short != "" {
+			target := filepath.Join("..", "layers", key, "diff")
+			if got, err := os.Readlink(s.linkPath(rec.Short)); err != nil || got != target {
+				os.Remove(s.linkPath(rec.Short))
+				if err := os.Symlink(target, s.linkPath(rec.Short)); err != nil {
+					return fmt.Errorf("recreate link %s: %w", rec.Short, err)
+				}
+			}
+		}
+	}
+	if _, err := s.RemoveDanglingLinks(); err != nil {
+		return err
+	}
+	if _, err := s.RemoveDebris(ctx); err != nil {
+		return err
+	}
+	_, err := s.RemoveUnfinishedImages(ctx)
+	return err
+}
+
+// extraFiles lists paths in diffDir that the layer's tar does not name
+// (allowing the parents the unpacker creates and the device a whiteout
+// becomes).
+func extraFiles(diffDir string, tarSplitGz io.Reader) ([]string, error) {
+	zr, err := gzip.NewReader(tarSplitGz)
+	if err != nil {
+		return nil, err
+	}
+	known := map[string]bool{".": true}
+	up := storage.NewJSONUnpacker(zr)
+	for {
+		e, err := up.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if e.Type != storage.FileType {
+			continue
+		}
+		name := path.Clean("/" + e.GetName())[1:]
+		if name == "" {
+			continue
+		}
+		dir, base := path.Split(name)
+		if base == ".wh..wh..opq" {
+			name = path.Clean(dir)
+		} else if strings.HasPrefix(base, ".wh.") {
+			name = path.Join(dir, strings.TrimPrefix(base, ".wh."))
+		}
+		for p := name; p != "." && p != "/" && !known[p]; p = path.Dir(p) {
+			known[p] = true
+		}
+	}
+	var extra []string
+	err = filepath.WalkDir(diffDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(diffDir, p)
+		if !known[filepath.ToSlash(rel)] {
+			extra = append(extra, rel)
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+		}
+		return nil
+	})
+	return extra, err
+}

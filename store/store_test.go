@@ -1,0 +1,233 @@
+package store
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/taproot-dev/taproot/internal/idmap"
+	"github.com/taproot-dev/taproot/internal/userns"
+)
+
+// The test binary doubles as the user-namespace worker.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "__worker" {
+		if err := userns.MaybeReexec(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		if err := RunWorker(context.Background(), os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func testStore(t *testing.T) *Store {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("store tests run the worker with a root-written mapping: run as root (make test does)")
+	}
+	// /proc/self/exe resolves without searching the test binary's
+	// private build dir, which the namespace's root may not enter.
+	exe := "/proc/self/exe"
+	// Container root maps to a plain unprivileged ID so the test sees
+	// real shifting without needing sub-ID files.
+	maps := []idmap.Mapping{{ContainerID: 0, HostID: 200000, Size: 65536}}
+	dir := t.TempDir()
+	// The namespace's root must be able to reach the store.
+	os.Chmod(dir, 0o755)
+	os.Chmod(filepath.Dir(dir), 0o755)
+	st, err := Open(context.Background(), filepath.Join(dir, "store"), Options{
+		UIDMappings: maps, GIDMappings: maps, WorkerExe: exe, WorkerArgs: []string{"__worker"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+type entry struct {
+	name, body, link string
+	typ              byte
+	uid              int
+}
+
+func layerTar(t *testing.T, entries ...entry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: 0o644, Uid: e.uid, Gid: e.uid, Linkname: e.link}
+		if h.Typeflag == 0 {
+			h.Typeflag = tar.TypeReg
+		}
+		if h.Typeflag == tar.TypeDir {
+			h.Mode = 0o755
+		}
+		if h.Typeflag == tar.TypeReg {
+			h.Size = int64(len(e.body))
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			tw.Write([]byte(e.body))
+		}
+	}
+	tw.Close()
+	return buf.Bytes()
+}
+
+type fakeLayer struct {
+	data  []byte
+	opens atomic.Int32
+}
+
+func (f *fakeLayer) layer() Layer {
+	sum := sha256.Sum256(f.data)
+	d := digest.NewDigestFromBytes(digest.SHA256, sum[:])
+	return Layer{BlobDigest: d, DiffID: d, Size: int64(len(f.data)), Open: func(context.Context) (io.ReadCloser, error) {
+		f.opens.Add(1)
+		return io.NopCloser(bytes.NewReader(f.data)), nil
+	}}
+}
+
+func TestCreateSharesLayersAndDeletes(t *testing.T) {
+	st := testStore(t)
+	ctx := context.Background()
+	base := &fakeLayer{data: layerTar(t, entry{name: "etc/", typ: tar.TypeDir}, entry{name: "etc/passwd", body: "root:x:0:0::/:/bin/sh\napp:x:1000:1000::/:/bin/sh\n"}, entry{name: "home/app/f", body: "x", uid: 1000})}
+	top := &fakeLayer{data: layerTar(t, entry{name: "etc/.wh.passwd", typ: tar.TypeReg})}
+	rec, err := st.Create(ctx, CreateRequest{ID: "a", Layers: []Layer{base.layer(), top.layer()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Create(ctx, CreateRequest{ID: "b", Layers: []Layer{base.layer()}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := base.opens.Load(); n != 1 {
+		t.Fatalf("shared layer fetched %d times", n)
+	}
+	key, _ := layerKey(rec.Layers[0])
+	fi, err := os.Lstat(filepath.Join(st.layerDir(key), "diff", "home", "app", "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uid := statUID(fi); uid != 201000 {
+		t.Fatalf("file owned by host uid %d, want 201000 (container 1000 shifted)", uid)
+	}
+	topKey, _ := layerKey(rec.Layers[1])
+	wfi, err := os.Lstat(filepath.Join(st.layerDir(topKey), "diff", "etc", "passwd"))
+	if err != nil || wfi.Mode()&os.ModeCharDevice == 0 {
+		t.Fatalf("whiteout not a char device: %v %v", wfi, err)
+	}
+	if got := st.MountPlan(rec).Lowers; len(got) != 2 {
+		t.Fatalf("lowers = %v", got)
+	}
+	if _, err := st.Create(ctx, CreateRequest{ID: "a", Layers: []Layer{base.layer()}}); !errors.Is(err, ErrImageExists) {
+		t.Fatalf("duplicate id: %v", err)
+	}
+	if err := st.Delete(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Delete(ctx, "a"); !errors.Is(err, ErrImageNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+	if _, err := os.Stat(st.layerDir(key)); err != nil {
+		t.Fatal("shared layer removed by delete:", err)
+	}
+	left, _ := os.ReadDir(filepath.Join(st.Root(), "tmp"))
+	if len(left) != 0 {
+		t.Fatalf("tmp not empty: %v", left)
+	}
+}
+
+func TestConcurrentCreatesFetchOnce(t *testing.T) {
+	st := testStore(t)
+	ctx := context.Background()
+	l := &fakeLayer{data: layerTar(t, entry{name: "f", body: "hello"})}
+	var wg sync.WaitGroup
+	errs := make([]error, 6)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = st.Create(ctx, CreateRequest{ID: fmt.Sprintf("c%d", i), Layers: []Layer{l.layer()}})
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := l.opens.Load(); n != 1 {
+		t.Fatalf("layer fetched %d times by 6 concurrent creates", n)
+	}
+}
+
+func TestBadLayerLeavesNothing(t *testing.T) {
+	st := testStore(t)
+	ctx := context.Background()
+	l := &fakeLayer{data: layerTar(t, entry{name: "f", body: "hello"})}
+	bad := l.layer()
+	bad.DiffID = digest.FromString("something else")
+	bad.BlobDigest = bad.DiffID
+	if _, err := st.Create(ctx, CreateRequest{ID: "x", Layers: []Layer{bad}}); err == nil {
+		t.Fatal("digest mismatch accepted")
+	}
+	for _, d := range []string{"tmp", "images", "layers"} {
+		left, _ := os.ReadDir(filepath.Join(st.Root(), d))
+		if len(left) != 0 {
+			t.Fatalf("%s not empty after a failed create: %v", d, left)
+		}
+	}
+}
+
+func TestManyLayersAreSquashed(t *testing.T) {
+	st := testStore(t)
+	ctx := context.Background()
+	var layers []Layer
+	for i := 0; i < 160; i++ {
+		l := &fakeLayer{data: layerTar(t, entry{name: fmt.Sprintf("f%03d", i), body: fmt.Sprint(i)}, entry{name: "same", body: fmt.Sprint(i)})}
+		layers = append(layers, l.layer())
+	}
+	rec, err := st.Create(ctx, CreateRequest{ID: "many", Layers: layers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := st.MountPlan(rec)
+	if !plan.Fits() {
+		t.Fatalf("plan does not fit: %d lowers, %d bytes", len(plan.Lowers), len(plan.Data()))
+	}
+	if len(plan.Lowers) >= 160 {
+		t.Fatalf("nothing squashed: %d lowers", len(plan.Lowers))
+	}
+	squashed := rec.Lowers[len(rec.Lowers)-1]
+	diff := filepath.Join(st.layerDir(squashed), "diff")
+	// The squashed layer holds the lowest layers' files, with the highest
+	// of them winning for "same".
+	n := 160 - (len(rec.Lowers) - 1)
+	got, err := os.ReadFile(filepath.Join(diff, "same"))
+	if err != nil || string(got) != fmt.Sprint(n-1) {
+		t.Fatalf("squashed 'same' = %q, %v; want %d", got, err, n-1)
+	}
+	if _, err := os.Stat(filepath.Join(diff, "f000")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(diff, fmt.Sprintf("f%03d", n))); err == nil {
+		t.Fatal("a kept layer's file is in the squashed layer")
+	}
+}

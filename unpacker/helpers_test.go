@@ -1,0 +1,149 @@
+package unpacker
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// te is one tar entry for the test builders.
+type te struct {
+	hdr  tar.Header
+	body string
+}
+
+var testTime = time.Date(2020, 2, 3, 4, 5, 6, 0, time.UTC)
+
+func fixHdr(h tar.Header) tar.Header {
+	if h.ModTime.IsZero() {
+		h.ModTime = testTime
+	}
+	if h.Mode == 0 {
+		switch h.Typeflag {
+		case tar.TypeDir:
+			h.Mode = 0o755
+		case tar.TypeSymlink:
+			h.Mode = 0o777
+		default:
+			h.Mode = 0o644
+		}
+	}
+	h.Format = tar.FormatPAX
+	return h
+}
+
+func dirE(name string) te { return te{hdr: tar.Header{Typeflag: tar.TypeDir, Name: name}} }
+func fileE(name, body string) te {
+	return te{hdr: tar.Header{Typeflag: tar.TypeReg, Name: name, Size: int64(len(body))}, body: body}
+}
+func symE(name, target string) te {
+	return te{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target}}
+}
+func linkE(name, target string) te {
+	return te{hdr: tar.Header{Typeflag: tar.TypeLink, Name: name, Linkname: target}}
+}
+
+func mkTar(t testing.TB, ents ...te) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range ents {
+		h := fixHdr(e.hdr)
+		if err := tw.WriteHeader(&h); err != nil {
+			t.Fatalf("WriteHeader %s: %v", h.Name, err)
+		}
+		if _, err := tw.Write([]byte(e.body)); err != nil {
+			t.Fatalf("Write %s: %v", h.Name, err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// newRoot makes base/root and an empty sentinel dir base/outside beside it.
+func newRoot(t testing.TB) (root, outside string) {
+	t.Helper()
+	base := t.TempDir()
+	root = filepath.Join(base, "root")
+	outside = filepath.Join(base, "outside")
+	for _, d := range []string{root, outside} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root, outside
+}
+
+func unpackBytes(t testing.TB, root string, data []byte, opts Options) (Result, error) {
+	t.Helper()
+	return Unpack(context.Background(), bytes.NewReader(data), root, opts)
+}
+
+func mustUnpack(t testing.TB, root string, data []byte, opts Options) Result {
+	t.Helper()
+	res, err := unpackBytes(t, root, data, opts)
+	if err != nil {
+		t.Fatalf("Unpack: %v", err)
+	}
+	return res
+}
+
+func lstat(t testing.TB, p string) *unix.Stat_t {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		t.Fatalf("lstat %s: %v", p, err)
+	}
+	return &st
+}
+
+func assertMissing(t testing.TB, p string) {
+	t.Helper()
+	if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s should not exist (err=%v)", p, err)
+	}
+}
+
+func assertEmptyDir(t testing.TB, p string) {
+	t.Helper()
+	ents, err := os.ReadDir(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 0 {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("%s should be empty, has %v", p, names)
+	}
+}
+
+func readFile(t testing.TB, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func getXattr(p, key string) (string, error) {
+	buf := make([]byte, 1024)
+	n, err := unix.Lgetxattr(p, key, buf)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
+}
+
+func syscallMkfifo(p string) error { return unix.Mkfifo(p, 0o644) }

@@ -1,0 +1,251 @@
+package unpacker
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	_ "crypto/sha256" // go-digest needs the hash implementations linked in
+	_ "crypto/sha512"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	digest "github.com/opencontainers/go-digest"
+	"github.com/vbatts/tar-split/tar/asm"
+	"github.com/vbatts/tar-split/tar/storage"
+	"golang.org/x/sys/unix"
+)
+
+// Names inside a layer directory written by UnpackLayer.
+const (
+	DiffDirName  = "diff"
+	TarSplitName = "tar-split.json.gz"
+)
+
+// LayerSpec describes the blob handed to UnpackLayer.
+type LayerSpec struct {
+	BlobDigest digest.Digest // "" = unknown (local tarball/dir): not checked
+	DiffID     digest.Digest // "" = unknown: computed and returned
+	MediaType  string        // hint only: compression is detected by magic bytes
+}
+
+// LayerResult is Unpack's Result plus what UnpackLayer measured.
+type LayerResult struct {
+	Result
+	DiffID            digest.Digest // digest of the uncompressed tar (computed)
+	BlobDigest        digest.Digest // digest of the raw blob (computed)
+	CompressedBytes   int64         // raw blob bytes read
+	UncompressedBytes int64         // uncompressed tar bytes
+}
+
+var (
+	magicGzip  = []byte{0x1f, 0x8b}
+	magicZstd  = []byte{0x28, 0xb5, 0x2f, 0xfd}
+	magicXz    = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
+	magicBzip2 = []byte{'B', 'Z', 'h'}
+)
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func algorithmOf(d digest.Digest) digest.Algorithm {
+	if d == "" {
+		return digest.Canonical
+	}
+	return d.Algorithm()
+}
+
+// UnpackLayer reads a (possibly compressed) layer blob in one streaming pass:
+// it verifies BlobDigest over the raw bytes and DiffID over the uncompressed
+// tar, records tar-split metadata in dest/tar-split.json.gz and unpacks into
+// dest/diff, which must not exist yet. The whole blob is read to EOF, so the
+// digests cover every byte. On any error, dest/diff and dest/tar-split.json.gz
+// are removed: nothing partial is left.
+func UnpackLayer(ctx context.Context, blob io.Reader, dest string, spec LayerSpec, opts Options) (res LayerResult, err error) {
+	for _, d := range []digest.Digest{spec.BlobDigest, spec.DiffID} {
+		if d == "" {
+			continue
+		}
+		if err := d.Validate(); err != nil {
+			return res, fmt.Errorf("unpacker: invalid digest %q: %w", d, err)
+		}
+	}
+	if err := os.MkdirAll(dest, 0o755); err != nil {
+		return res, err
+	}
+	diffDir := filepath.Join(dest, DiffDirName)
+	tsPath := filepath.Join(dest, TarSplitName)
+	if err := os.Mkdir(diffDir, 0o755); err != nil {
+		return res, err // an existing diff dir is not ours to replace
+	}
+	tsFile, err := os.OpenFile(tsPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		os.Remove(diffDir)
+		return res, err
+	}
+	defer func() {
+		if err == nil {
+			return
+		}
+		tsFile.Close()
+		if cerr := errors.Join(os.RemoveAll(diffDir), os.Remove(tsPath)); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("cleaning up after a failed unpack: %w", cerr))
+		}
+	}()
+	// Mkdir obeyed the umask; the layer root's mode must not depend on it.
+	if err := os.Chmod(diffDir, 0o755); err != nil {
+		return res, err
+	}
+
+	blobHash := algorithmOf(spec.BlobDigest).Digester()
+	raw := &countingReader{r: io.TeeReader(blob, blobHash.Hash())}
+	br := bufio.NewReaderSize(raw, 64<<10)
+	// A short blob simply gives a short peek; tar parsing reports it.
+	magic, _ := br.Peek(6)
+	var tarStream io.Reader
+	switch {
+	case bytes.HasPrefix(magic, magicGzip):
+		gz, err := gzip.NewReader(br)
+		if err != nil {
+			return res, fmt.Errorf("reading gzip layer: %w", err)
+		}
+		defer gz.Close()
+		tarStream = gz
+	case bytes.HasPrefix(magic, magicZstd):
+		zd, err := zstd.NewReader(br)
+		if err != nil {
+			return res, fmt.Errorf("reading zstd layer: %w", err)
+		}
+		defer zd.Close()
+		tarStream = zd
+	case bytes.HasPrefix(magic, magicXz), bytes.HasPrefix(magic, magicBzip2):
+		return res, fmt.Errorf("unsupported layer compression (xz or bzip2; media type %q)", spec.MediaType)
+	default:
+		tarStream = br
+	}
+	diffHash := algorithmOf(spec.DiffID).Digester()
+	uncompressed := &countingReader{r: io.TeeReader(tarStream, diffHash.Hash())}
+
+	gzw := gzip.NewWriter(tsFile)
+	its, done, err := asm.NewInputTarStreamWithDone(uncompressed, storage.NewJSONPacker(gzw), nil)
+	if err != nil {
+		return res, err
+	}
+	res.Result, err = Unpack(ctx, its, diffDir, opts)
+	// Closing aborts tar-split's goroutine if Unpack stopped early; waiting
+	// on done guarantees nothing reads blob after we return.
+	its.Close()
+	tsErr := <-done
+	if err != nil {
+		return res, err
+	}
+	if tsErr != nil {
+		return res, fmt.Errorf("recording tar-split metadata: %w", tsErr)
+	}
+	// Bytes after the compressed stream (if any) still belong to the blob.
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		return res, fmt.Errorf("reading layer blob: %w", err)
+	}
+	if err := gzw.Close(); err != nil {
+		return res, fmt.Errorf("writing %s: %w", tsPath, err)
+	}
+	if err := tsFile.Close(); err != nil {
+		return res, fmt.Errorf("writing %s: %w", tsPath, err)
+	}
+
+	res.BlobDigest = blobHash.Digest()
+	res.DiffID = diffHash.Digest()
+	res.CompressedBytes = raw.n
+	res.UncompressedBytes = uncompressed.n
+	if spec.BlobDigest != "" && res.BlobDigest != spec.BlobDigest {
+		return res, fmt.Errorf("%w: layer blob: expected %s, got %s", ErrDigestMismatch, spec.BlobDigest, res.BlobDigest)
+	}
+	if spec.DiffID != "" && res.DiffID != spec.DiffID {
+		return res, fmt.Errorf("%w: layer diffID: expected %s, got %s", ErrDigestMismatch, spec.DiffID, res.DiffID)
+	}
+	return res, nil
+}
+
+// Reassemble rebuilds the exact original uncompressed tar of a layer from its
+// tar-split metadata and the files in diffDir, writing it to w. File contents
+// are opened beneath diffDir without following any symlink, and only regular
+// files are read.
+func Reassemble(ctx context.Context, diffDir string, tarSplitGz io.Reader, w io.Writer) error {
+	rootfd, err := unix.Open(diffDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return pathErr("open", diffDir, err)
+	}
+	defer unix.Close(rootfd)
+	gz, err := gzip.NewReader(tarSplitGz)
+	if err != nil {
+		return fmt.Errorf("reading tar-split metadata: %w", err)
+	}
+	defer gz.Close()
+	err = asm.WriteOutputTarStream(beneathGetter{rootfd}, storage.NewJSONUnpacker(gz), &ctxWriter{ctx, w})
+	if err != nil {
+		return fmt.Errorf("reassembling layer tar from %s: %w", diffDir, err)
+	}
+	return nil
+}
+
+// beneathGetter is a storage.FileGetter that opens regular files beneath a
+// directory fd, refusing symlinks anywhere in the path.
+type beneathGetter struct{ rootfd int }
+
+func (g beneathGetter) Get(name string) (io.ReadCloser, error) {
+	rel, err := cleanPath(name)
+	if err != nil {
+		return nil, err
+	}
+	// Check the type through O_PATH first: opening a fifo or device for
+	// reading could block or have side effects.
+	pfd, err := openBeneath(g.rootfd, rel, unix.O_PATH)
+	if err != nil {
+		return nil, resolveErr(rel, err)
+	}
+	var pst unix.Stat_t
+	err = unix.Fstat(pfd, &pst)
+	unix.Close(pfd)
+	if err != nil {
+		return nil, pathErr("fstat", rel, err)
+	}
+	if pst.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, fmt.Errorf("%s: not a regular file", rel)
+	}
+	fd, err := openBeneath(g.rootfd, rel, unix.O_RDONLY|unix.O_NONBLOCK)
+	if err != nil {
+		return nil, resolveErr(rel, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Dev != pst.Dev || st.Ino != pst.Ino {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s: changed while being opened", rel)
+	}
+	return os.NewFile(uintptr(fd), rel), nil
+}
+
+// ctxWriter stops a long copy once ctx is done.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c *ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
+}

@@ -1,0 +1,735 @@
+package unpacker
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// WhiteoutMode says what to do with whiteout entries.
+type WhiteoutMode int
+
+const (
+	// OverlayWhiteouts stores whiteouts in overlay form (layer form):
+	// ".wh.NAME" becomes a 0:0 character device NAME, and ".wh..wh..opq" in
+	// directory D sets the xattr user.overlay.opaque="y" on D.
+	OverlayWhiteouts WhiteoutMode = iota
+	// ApplyWhiteouts applies whiteouts to content already in the root (used
+	// to squash layers into one directory): ".wh.NAME" deletes NAME, and the
+	// opaque marker deletes D's existing contents except entries written by
+	// this stream.
+	ApplyWhiteouts
+)
+
+// Options tune Unpack.
+type Options struct {
+	Whiteouts WhiteoutMode
+	// SkipDevices skips block and character device nodes (not whiteouts, and
+	// not 0:0 character devices) and counts them in a warning. Callers set it
+	// when they run in a user namespace, where mknod of a device needs root in
+	// the initial namespace.
+	SkipDevices bool
+	// MaxBytes caps the total regular-file content written; 0 = unlimited.
+	// Going over is an error wrapping ErrTooLarge.
+	MaxBytes int64
+}
+
+// Result describes what Unpack did.
+type Result struct {
+	Bytes    int64    // regular-file content bytes written
+	Entries  int      // tar entries read (including skipped ones)
+	Warnings []string // one summary line per kind of thing skipped
+}
+
+const (
+	copyBufferSize      = 1 << 20
+	maxXattrBytes       = 64 << 10 // per entry, names plus values
+	whiteoutPrefix      = ".wh."
+	whiteoutMetaPrefix  = ".wh..wh."
+	opaqueMarker        = ".wh..wh..opq"
+	overlayOpaqueXattr  = "user.overlay.opaque"
+	paxXattrPrefix      = "SCHILY.xattr."
+	maxID               = 1<<32 - 2 // (uid_t)-1 means "do not change" to chown
+	tarBlockSize        = 512
+	tarEndMarkerMinSize = 2 * tarBlockSize
+)
+
+type warnKind int
+
+const (
+	warnDevices warnKind = iota
+	warnOverlayXattrs
+	warnOtherXattrs
+	warnXattrBomb
+	warnXattrSpecial
+	warnXattrFailed
+	warnUnknownType
+	warnWhiteoutMeta
+	numWarnKinds
+)
+
+var warnFormats = [numWarnKinds]string{
+	warnDevices:       "skipped %d device nodes: creating them needs root in the initial user namespace",
+	warnOverlayXattrs: "dropped %d overlay xattrs (user.overlay.*, trusted.overlay.*): an image must not carry overlay metadata",
+	warnOtherXattrs:   "dropped %d xattrs other than user.* and security.capability (trusted.*, security.*, system.*)",
+	warnXattrBomb:     "dropped all xattrs of %d entries whose xattrs exceed 64 KiB",
+	warnXattrSpecial:  "dropped %d xattrs on symlinks, fifos and device nodes",
+	warnXattrFailed:   "could not set %d xattrs",
+	warnUnknownType:   "skipped %d entries of unsupported tar types",
+	warnWhiteoutMeta:  "skipped %d aufs metadata entries (.wh..wh.*)",
+}
+
+// dirTime is a directory whose times are set once all its children are
+// written. dev/ino tell whether the directory at path is still the same one.
+type dirTime struct {
+	path     string
+	dev, ino uint64
+	times    [2]unix.Timespec
+}
+
+type unpacker struct {
+	ctx    context.Context
+	opts   Options
+	rootfd int
+	buf    []byte
+	res    Result
+	warns  [numWarnKinds]int
+	// firstXattrErr explains warnXattrFailed.
+	firstXattrErr string
+	dirTimes      []dirTime
+	// written holds every path this stream created, with all its ancestors
+	// (ApplyWhiteouts only: an opaque marker must keep them).
+	written map[string]struct{}
+	// skipped holds device nodes skipped under SkipDevices, so that
+	// hardlinks to them are skipped too instead of failing.
+	skipped map[string]struct{}
+}
+
+// Unpack extracts the tar stream into root, an existing directory, and reads
+// the stream to its end (padding after the end-of-archive marker included).
+// See the package comment for the rules it enforces.
+func Unpack(ctx context.Context, tarStream io.Reader, root string, opts Options) (Result, error) {
+	if opts.Whiteouts != OverlayWhiteouts && opts.Whiteouts != ApplyWhiteouts {
+		return Result{}, fmt.Errorf("unpacker: unknown whiteout mode %d", opts.Whiteouts)
+	}
+	if opts.MaxBytes < 0 {
+		return Result{}, fmt.Errorf("unpacker: negative MaxBytes %d", opts.MaxBytes)
+	}
+	rootfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return Result{}, pathErr("open", root, err)
+	}
+	defer unix.Close(rootfd)
+
+	u := &unpacker{
+		ctx:     ctx,
+		opts:    opts,
+		rootfd:  rootfd,
+		buf:     make([]byte, copyBufferSize),
+		skipped: map[string]struct{}{},
+	}
+	if opts.Whiteouts == ApplyWhiteouts {
+		u.written = map[string]struct{}{}
+	}
+	err = u.run(tarStream)
+	return u.result(), err
+}
+
+func (u *unpacker) run(stream io.Reader) error {
+	r := &tailReader{ctx: u.ctx, r: stream}
+	tr := tar.NewReader(r)
+	for {
+		if err := u.ctx.Err(); err != nil {
+			return err
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("reading layer tar: %w", err)
+		}
+		u.res.Entries++
+		if err := u.entry(hdr, tr); err != nil {
+			return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
+		}
+	}
+	// archive/tar also reports a clean EOF at an entry boundary (or after a
+	// single zero block); only the two zero blocks of the end-of-archive
+	// marker make the stream complete.
+	if !r.endsWithZeroBlock() {
+		return fmt.Errorf("%w: no end-of-archive marker after %d bytes", ErrTruncated, r.n)
+	}
+	// Read the padding after the marker too: digests must cover every byte.
+	if _, err := io.CopyBuffer(io.Discard, r, u.buf); err != nil {
+		return fmt.Errorf("reading layer tar padding: %w", err)
+	}
+	return u.fixDirTimes()
+}
+
+func (u *unpacker) result() Result {
+	res := u.res
+	for k, n := range u.warns {
+		if n == 0 {
+			continue
+		}
+		w := fmt.Sprintf(warnFormats[k], n)
+		if warnKind(k) == warnXattrFailed && u.firstXattrErr != "" {
+			w += " (first: " + u.firstXattrErr + ")"
+		}
+		res.Warnings = append(res.Warnings, w)
+	}
+	return res
+}
+
+// created records that this stream made path (ApplyWhiteouts bookkeeping,
+// and forgetting an earlier skipped device of the same name).
+func (u *unpacker) created(p string) {
+	delete(u.skipped, p)
+	if u.written == nil {
+		return
+	}
+	for p != "." {
+		if _, ok := u.written[p]; ok {
+			break // its ancestors are in already
+		}
+		u.written[p] = struct{}{}
+		p, _ = splitPath(p)
+	}
+}
+
+func (u *unpacker) entry(hdr *tar.Header, tr *tar.Reader) error {
+	name, err := cleanPath(hdr.Name)
+	if err != nil {
+		return err
+	}
+	dir, base := splitPath(name)
+	if strings.HasPrefix(base, whiteoutPrefix) {
+		return u.whiteout(name, dir, base)
+	}
+	if name == "." && hdr.Typeflag != tar.TypeDir {
+		switch hdr.Typeflag {
+		case tar.TypeXGlobalHeader:
+		default:
+			return fmt.Errorf("%w: a non-directory entry names the root", ErrUnsafePath)
+		}
+	}
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		return u.mkdir(name, dir, base, hdr)
+	case tar.TypeReg, tar.TypeRegA, tar.TypeCont, tar.TypeGNUSparse:
+		return u.file(name, dir, base, hdr, tr)
+	case tar.TypeSymlink:
+		return u.symlink(name, dir, base, hdr)
+	case tar.TypeLink:
+		return u.hardlink(name, dir, base, hdr)
+	case tar.TypeFifo, tar.TypeChar, tar.TypeBlock:
+		return u.special(name, dir, base, hdr)
+	case tar.TypeXGlobalHeader:
+		return nil // PAX global header: not a file
+	default:
+		u.warns[warnUnknownType]++
+		return nil
+	}
+}
+
+// checkIDs refuses IDs chown would misread: -1 means "leave unchanged".
+func checkIDs(hdr *tar.Header) error {
+	if hdr.Uid < 0 || hdr.Uid > maxID {
+		return fmt.Errorf("invalid uid %d", hdr.Uid)
+	}
+	if hdr.Gid < 0 || hdr.Gid > maxID {
+		return fmt.Errorf("invalid gid %d", hdr.Gid)
+	}
+	return nil
+}
+
+func tarTimes(hdr *tar.Header) [2]unix.Timespec {
+	mtime := unix.Timespec{Sec: hdr.ModTime.Unix(), Nsec: int64(hdr.ModTime.Nanosecond())}
+	atime := mtime
+	if !hdr.AccessTime.IsZero() {
+		atime = unix.Timespec{Sec: hdr.AccessTime.Unix(), Nsec: int64(hdr.AccessTime.Nanosecond())}
+	}
+	return [2]unix.Timespec{atime, mtime}
+}
+
+// chown sets the owner of base in dirfd without following a symlink. An
+// unmapped ID makes the kernel answer EINVAL; find out which one it was.
+func chown(dirfd int, base, name string, uid, gid int) error {
+	err := unix.Fchownat(dirfd, base, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
+	if err == nil {
+		return nil
+	}
+	if err == unix.EINVAL {
+		if unix.Fchownat(dirfd, base, uid, -1, unix.AT_SYMLINK_NOFOLLOW) == unix.EINVAL {
+			return fmt.Errorf("uid %d is outside the store's id mapping: %w", uid,
+				errors.Join(ErrIDOutsideMapping, pathErr("fchownat", name, err)))
+		}
+		return fmt.Errorf("gid %d is outside the store's id mapping: %w", gid,
+			errors.Join(ErrIDOutsideMapping, pathErr("fchownat", name, err)))
+	}
+	return pathErr("fchownat", name, err)
+}
+
+// setMeta applies owner, mode, xattrs and (for non-directories) times to a
+// just-created or merged entry. Order matters: chown clears setuid/setgid
+// and file capabilities, so chmod and xattrs come after it. fd is an open
+// (non-O_PATH) fd of the entry for xattrs, or -1.
+func (u *unpacker) setMeta(dirfd int, base, name string, hdr *tar.Header, fd int) error {
+	if err := chown(dirfd, base, name, hdr.Uid, hdr.Gid); err != nil {
+		return err
+	}
+	if hdr.Typeflag != tar.TypeSymlink {
+		// No AT_SYMLINK_NOFOLLOW (unsupported before fchmodat2): base was
+		// just created or checked as a non-symlink by us, and nothing else
+		// writes to the root meanwhile.
+		if err := unix.Fchmodat(dirfd, base, uint32(hdr.Mode)&0o7777, 0); err != nil {
+			return pathErr("fchmodat", name, err)
+		}
+	}
+	u.setXattrs(hdr, fd)
+	if hdr.Typeflag == tar.TypeDir {
+		return nil
+	}
+	ts := tarTimes(hdr)
+	if err := unix.UtimesNanoAt(dirfd, base, ts[:], unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return pathErr("utimensat", name, err)
+	}
+	return nil
+}
+
+type xattr struct {
+	key   string
+	value string
+}
+
+// setXattrs applies the xattrs of hdr that the policy keeps (see the package
+// comment). Failures to set one are warnings, not errors: filesystems and
+// user namespaces legitimately refuse some.
+func (u *unpacker) setXattrs(hdr *tar.Header, fd int) {
+	var keep []xattr
+	total := 0
+	for k, v := range hdr.PAXRecords {
+		key, ok := strings.CutPrefix(k, paxXattrPrefix)
+		if !ok {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(key, "user.overlay."), strings.HasPrefix(key, "trusted.overlay."):
+			u.warns[warnOverlayXattrs]++
+			continue
+		case strings.HasPrefix(key, "user.") && len(key) > len("user."), key == "security.capability":
+		default:
+			u.warns[warnOtherXattrs]++
+			continue
+		}
+		keep = append(keep, xattr{key, v})
+		total += len(key) + len(v)
+	}
+	if len(keep) == 0 {
+		return
+	}
+	if total > maxXattrBytes {
+		u.warns[warnXattrBomb]++
+		return
+	}
+	if fd < 0 {
+		u.warns[warnXattrSpecial] += len(keep)
+		return
+	}
+	sort.Slice(keep, func(i, j int) bool { return keep[i].key < keep[j].key })
+	for _, x := range keep {
+		if err := unix.Fsetxattr(fd, x.key, []byte(x.value), 0); err != nil {
+			if u.warns[warnXattrFailed] == 0 {
+				u.firstXattrErr = fmt.Sprintf("%s on %q: %v", x.key, hdr.Name, err)
+			}
+			u.warns[warnXattrFailed]++
+		}
+	}
+}
+
+func (u *unpacker) ensureParent(dir string) (int, error) {
+	return ensureDir(u.rootfd, dir, u.created)
+}
+
+func (u *unpacker) mkdir(name, dir, base string, hdr *tar.Header) error {
+	if err := checkIDs(hdr); err != nil {
+		return err
+	}
+	parentfd, err := u.ensureParent(dir)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(parentfd)
+	var st unix.Stat_t
+	err = unix.Fstatat(parentfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
+	switch {
+	case err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR:
+		// Merge into the existing directory.
+	case err == nil:
+		if err := clearName(parentfd, base); err != nil {
+			return err
+		}
+		fallthrough
+	case err == unix.ENOENT:
+		if err := unix.Mkdirat(parentfd, base, 0o700); err != nil {
+			return pathErr("mkdirat", name, err)
+		}
+	default:
+		return pathErr("fstatat", name, err)
+	}
+	fd, err := openBeneath(parentfd, base, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return resolveErr(name, err)
+	}
+	defer unix.Close(fd)
+	if err := u.setMeta(parentfd, base, name, hdr, fd); err != nil {
+		return err
+	}
+	if err := unix.Fstat(fd, &st); err != nil {
+		return pathErr("fstat", name, err)
+	}
+	u.dirTimes = append(u.dirTimes, dirTime{path: name, dev: st.Dev, ino: st.Ino, times: tarTimes(hdr)})
+	u.created(name)
+	return nil
+}
+
+// Only Write: os.File's ReadFrom would bypass our buffer with its own.
+type writerOnly struct{ io.Writer }
+
+func (u *unpacker) file(name, dir, base string, hdr *tar.Header, tr io.Reader) error {
+	if err := checkIDs(hdr); err != nil {
+		return err
+	}
+	if hdr.Size < 0 {
+		return fmt.Errorf("negative size %d", hdr.Size)
+	}
+	if u.opts.MaxBytes > 0 && hdr.Size > u.opts.MaxBytes-u.res.Bytes {
+		return fmt.Errorf("%w: %d bytes would exceed the limit of %d bytes", ErrTooLarge, u.res.Bytes+hdr.Size, u.opts.MaxBytes)
+	}
+	parentfd, err := u.ensureParent(dir)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(parentfd)
+	if err := clearName(parentfd, base); err != nil {
+		return err
+	}
+	fd, err := unix.Openat(parentfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return pathErr("openat", name, err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	n, err := io.CopyBuffer(writerOnly{f}, io.LimitReader(tr, hdr.Size), u.buf)
+	u.res.Bytes += n
+	if err != nil {
+		return err
+	}
+	if n != hdr.Size {
+		return fmt.Errorf("%w: file content ends after %d of %d bytes", io.ErrUnexpectedEOF, n, hdr.Size)
+	}
+	if err := u.setMeta(parentfd, base, name, hdr, fd); err != nil {
+		return err
+	}
+	u.created(name)
+	return f.Close()
+}
+
+func (u *unpacker) symlink(name, dir, base string, hdr *tar.Header) error {
+	if err := checkIDs(hdr); err != nil {
+		return err
+	}
+	parentfd, err := u.ensureParent(dir)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(parentfd)
+	if err := clearName(parentfd, base); err != nil {
+		return err
+	}
+	// The target is data: stored as is, never resolved.
+	if err := unix.Symlinkat(hdr.Linkname, parentfd, base); err != nil {
+		return pathErr("symlinkat", name, err)
+	}
+	if err := u.setMeta(parentfd, base, name, hdr, -1); err != nil {
+		return err
+	}
+	u.created(name)
+	return nil
+}
+
+func (u *unpacker) hardlink(name, dir, base string, hdr *tar.Header) error {
+	target, err := cleanPath(hdr.Linkname)
+	if err != nil {
+		return fmt.Errorf("hardlink target: %w", err)
+	}
+	if target == "." {
+		return fmt.Errorf("hardlink to the root directory")
+	}
+	if _, ok := u.skipped[target]; ok {
+		// Its target was a device node we skipped: skip the link too.
+		u.warns[warnDevices]++
+		u.skipped[name] = struct{}{}
+		return nil
+	}
+	tdir, tbase := splitPath(target)
+	tparent, err := openDir(u.rootfd, tdir)
+	if err == unix.ENOENT || err == unix.ENOTDIR {
+		return fmt.Errorf("hardlink target %q does not exist", hdr.Linkname)
+	}
+	if err != nil {
+		return fmt.Errorf("hardlink target: %w", resolveErr(tdir, err))
+	}
+	defer unix.Close(tparent)
+	var tst unix.Stat_t
+	if err := unix.Fstatat(tparent, tbase, &tst, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err == unix.ENOENT {
+			return fmt.Errorf("hardlink target %q does not exist", hdr.Linkname)
+		}
+		return pathErr("fstatat", target, err)
+	}
+	if tst.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return fmt.Errorf("hardlink target %q is a directory", hdr.Linkname)
+	}
+	parentfd, err := u.ensureParent(dir)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(parentfd)
+	var st unix.Stat_t
+	if unix.Fstatat(parentfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Dev == tst.Dev && st.Ino == tst.Ino {
+		u.created(name)
+		return nil // already that very file (e.g. a link to itself)
+	}
+	if err := clearName(parentfd, base); err != nil {
+		return err
+	}
+	// flags 0: a symlink target is linked itself, never followed.
+	if err := unix.Linkat(tparent, tbase, parentfd, base, 0); err != nil {
+		return pathErr("linkat", name, err)
+	}
+	u.created(name)
+	return nil
+}
+
+func (u *unpacker) special(name, dir, base string, hdr *tar.Header) error {
+	if err := checkIDs(hdr); err != nil {
+		return err
+	}
+	var mode uint32
+	dev := 0
+	switch hdr.Typeflag {
+	case tar.TypeFifo:
+		mode = unix.S_IFIFO
+	case tar.TypeChar, tar.TypeBlock:
+		if hdr.Devmajor < 0 || hdr.Devmajor > 0xfff || hdr.Devminor < 0 || hdr.Devminor > 0xfffff {
+			return fmt.Errorf("invalid device number %d:%d", hdr.Devmajor, hdr.Devminor)
+		}
+		mode = unix.S_IFBLK
+		if hdr.Typeflag == tar.TypeChar {
+			mode = unix.S_IFCHR
+		}
+		whiteoutDev := hdr.Typeflag == tar.TypeChar && hdr.Devmajor == 0 && hdr.Devminor == 0
+		// A 0:0 character device is an overlay whiteout, which any user
+		// namespace may create: keep it.
+		if u.opts.SkipDevices && !whiteoutDev {
+			u.warns[warnDevices]++
+			u.skipped[name] = struct{}{}
+			return nil
+		}
+		dev = int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))
+	}
+	parentfd, err := u.ensureParent(dir)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(parentfd)
+	if err := clearName(parentfd, base); err != nil {
+		return err
+	}
+	if err := unix.Mknodat(parentfd, base, mode|0o600, dev); err != nil {
+		err = pathErr("mknodat", name, err)
+		if errors.Is(err, unix.EPERM) && mode != unix.S_IFIFO {
+			return fmt.Errorf("creating a device node needs root in the initial user namespace (set SkipDevices): %w", err)
+		}
+		return err
+	}
+	if err := u.setMeta(parentfd, base, name, hdr, -1); err != nil {
+		return err
+	}
+	u.created(name)
+	return nil
+}
+
+// whiteout handles ".wh.*" entries according to the whiteout mode.
+func (u *unpacker) whiteout(name, dir, base string) error {
+	if base == opaqueMarker {
+		fd, err := u.ensureParent(dir)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		if u.opts.Whiteouts == ApplyWhiteouts {
+			return u.purgeOpaque(fd, dir)
+		}
+		dfd, err := openBeneath(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY)
+		if err != nil {
+			return resolveErr(dir, err)
+		}
+		defer unix.Close(dfd)
+		if err := unix.Fsetxattr(dfd, overlayOpaqueXattr, []byte("y"), 0); err != nil {
+			return fmt.Errorf("marking directory opaque: %w", pathErr("fsetxattr", dir, err))
+		}
+		return nil
+	}
+	if strings.HasPrefix(base, whiteoutMetaPrefix) {
+		u.warns[warnWhiteoutMeta]++
+		return nil
+	}
+	target := strings.TrimPrefix(base, whiteoutPrefix)
+	if target == "" || target == "." || target == ".." {
+		return fmt.Errorf("%w: whiteout %q names no entry", ErrUnsafePath, name)
+	}
+	tpath := target
+	if dir != "." {
+		tpath = dir + "/" + target
+	}
+	if u.opts.Whiteouts == ApplyWhiteouts {
+		parentfd, err := openDir(u.rootfd, dir)
+		if err == unix.ENOENT || err == unix.ENOTDIR {
+			return nil // nothing there to delete
+		}
+		if err != nil {
+			return resolveErr(dir, err)
+		}
+		defer unix.Close(parentfd)
+		return removeAt(parentfd, target)
+	}
+	parentfd, err := u.ensureParent(dir)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(parentfd)
+	if err := clearName(parentfd, target); err != nil {
+		return err
+	}
+	// Overlay's whiteout: a 0:0 character device, allowed in a user
+	// namespace since Linux 5.8.
+	if err := unix.Mknodat(parentfd, target, unix.S_IFCHR, 0); err != nil {
+		return fmt.Errorf("creating whiteout: %w", pathErr("mknodat", tpath, err))
+	}
+	u.created(tpath)
+	return nil
+}
+
+// purgeOpaque empties the directory dirfd (path rel) for an opaque marker in
+// ApplyWhiteouts mode, keeping what this stream wrote: a kept directory is
+// itself purged of everything this stream did not write, as overlay would
+// hide all lower content below an opaque directory.
+func (u *unpacker) purgeOpaque(dirfd int, rel string) error {
+	fd, err := openBeneath(dirfd, ".", unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return resolveErr(rel, err)
+	}
+	f := os.NewFile(uintptr(fd), rel)
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		child := n
+		if rel != "." {
+			child = rel + "/" + n
+		}
+		if _, ok := u.written[child]; !ok {
+			if err := removeAt(fd, n); err != nil {
+				return err
+			}
+			continue
+		}
+		cfd, err := openBeneath(fd, n, unix.O_PATH|unix.O_DIRECTORY)
+		if err == unix.ENOTDIR || err == unix.ELOOP {
+			continue // a kept non-directory
+		}
+		if err != nil {
+			return resolveErr(child, err)
+		}
+		err = u.purgeOpaque(cfd, child)
+		unix.Close(cfd)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fixDirTimes sets directory times last: writing children changes them.
+// Directories since removed or replaced are skipped.
+func (u *unpacker) fixDirTimes() error {
+	for _, d := range u.dirTimes {
+		dir, base := splitPath(d.path)
+		pfd, err := openDir(u.rootfd, dir)
+		if err != nil {
+			if err == unix.ENOENT || err == unix.ENOTDIR || err == unix.ELOOP {
+				continue
+			}
+			return resolveErr(dir, err)
+		}
+		var st unix.Stat_t
+		err = unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
+		if err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR && st.Dev == d.dev && st.Ino == d.ino {
+			err = unix.UtimesNanoAt(pfd, base, d.times[:], unix.AT_SYMLINK_NOFOLLOW)
+			if err != nil {
+				unix.Close(pfd)
+				return pathErr("utimensat", d.path, err)
+			}
+		}
+		unix.Close(pfd)
+	}
+	return nil
+}
+
+// tailReader checks ctx on every read and remembers the last two tar blocks read,
+// to tell a complete archive from one cut at an entry boundary.
+type tailReader struct {
+	ctx  context.Context
+	r    io.Reader
+	n    int64
+	tail [tarEndMarkerMinSize]byte
+}
+
+func (t *tailReader) Read(p []byte) (int, error) {
+	if err := t.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := t.r.Read(p)
+	if n >= len(t.tail) {
+		copy(t.tail[:], p[n-len(t.tail):n])
+	} else if n > 0 {
+		copy(t.tail[:], t.tail[n:])
+		copy(t.tail[len(t.tail)-n:], p[:n])
+	}
+	t.n += int64(n)
+	return n, err
+}
+
+func (t *tailReader) endsWithZeroBlock() bool {
+	if t.n < tarEndMarkerMinSize {
+		return false
+	}
+	for _, b := range t.tail {
+		if b != 0 {
+			return false
+		}
+	}
+	return true
+}
