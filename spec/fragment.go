@@ -107,9 +107,9 @@ func toSpec(ms []idmap.Mapping) []specs.LinuxIDMapping {
 // ParseUser splits an image config User ("", "u", "u:g", numeric or names).
 // Numeric parts are returned as numbers; names are returned for lookup.
 type UserSpec struct {
-	User, Group       string
-	UID, GID          uint32
-	UIDSet, GIDSet    bool
+	User, Group    string
+	UID, GID       uint32
+	UIDSet, GIDSet bool
 }
 
 // ParseUser parses an image config's User field.

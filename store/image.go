@@ -9,8 +9,8 @@ import (
 	"path/filepath"
 	"time"
 
-	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/taproot-dev/taproot/internal/flock"
 	"github.com/taproot-dev/taproot/internal/idmap"
 	"github.com/taproot-dev/taproot/overlayxfs"

@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"time"
 
-	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/taproot-dev/taproot/internal/idmap"
 )
 
@@ -44,17 +44,17 @@ type LayerRecord struct {
 // ImageRecord is <store>/images/<id>/image.json: written last, so its
 // presence means the image is complete.
 type ImageRecord struct {
-	ID             string             `json:"id"`
-	Ref            string             `json:"image_ref"`
-	ManifestDigest digest.Digest      `json:"manifest_digest,omitempty"`
-	Created        time.Time          `json:"created"`
-	Layers         []digest.Digest    `json:"layers"` // diffIDs, base first
-	Lowers         []string           `json:"lowers"` // layer keys mounted, top first (hex of diffID or squash key)
-	BaseSize       int64              `json:"base_size"`
-	DiskLimit      uint64             `json:"disk_limit,omitempty"`
-	ExcludeBase    bool               `json:"exclude_image_from_quota,omitempty"`
-	Quota          bool               `json:"quota"`
-	Config         imgspecv1.Image    `json:"config"`
+	ID             string          `json:"id"`
+	Ref            string          `json:"image_ref"`
+	ManifestDigest digest.Digest   `json:"manifest_digest,omitempty"`
+	Created        time.Time       `json:"created"`
+	Layers         []digest.Digest `json:"layers"` // diffIDs, base first
+	Lowers         []string        `json:"lowers"` // layer keys mounted, top first (hex of diffID or squash key)
+	BaseSize       int64           `json:"base_size"`
+	DiskLimit      uint64          `json:"disk_limit,omitempty"`
+	ExcludeBase    bool            `json:"exclude_image_from_quota,omitempty"`
+	Quota          bool            `json:"quota"`
+	Config         imgspecv1.Image `json:"config"`
 }
 
 func writeJSONAtomic(path string, v any, perm os.FileMode) error {

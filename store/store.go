@@ -48,7 +48,7 @@ type Options struct {
 	// MaxLayerBytes bounds a layer's unpacked content (0 = no bound).
 	MaxLayerBytes int64
 	// Sync makes published layers durable with syncfs before rename.
-	Sync bool
+	Sync   bool
 	Logger *slog.Logger
 	// NewUIDMap/NewGIDMap override the setuid helpers' paths.
 	NewUIDMap, NewGIDMap string
@@ -214,7 +214,7 @@ func (s *Store) Root() string { return s.root }
 // Meta returns the store's metadata.
 func (s *Store) Meta() Meta { return s.meta }
 
-func (s *Store) metaPath() string          { return filepath.Join(s.root, "meta", "store.json") }
+func (s *Store) metaPath() string           { return filepath.Join(s.root, "meta", "store.json") }
 func (s *Store) layerDir(key string) string { return filepath.Join(s.root, "layers", key) }
 func (s *Store) imageDir(id string) string  { return filepath.Join(s.root, "images", id) }
 func (s *Store) linkPath(short string) string {

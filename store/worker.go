@@ -22,12 +22,12 @@ import (
 // the extra fds the request names, and writes one response on stdout.
 
 type workerRequest struct {
-	Unpack   []unpackJob  `json:"unpack,omitempty"`
-	Remove   []string     `json:"remove,omitempty"`
-	Squash   *squashJob   `json:"squash,omitempty"`
-	Verify   []verifyJob  `json:"verify,omitempty"`
-	MaxBytes int64        `json:"max_bytes,omitempty"`
-	Sync     bool         `json:"sync,omitempty"`
+	Unpack   []unpackJob `json:"unpack,omitempty"`
+	Remove   []string    `json:"remove,omitempty"`
+	Squash   *squashJob  `json:"squash,omitempty"`
+	Verify   []verifyJob `json:"verify,omitempty"`
+	MaxBytes int64       `json:"max_bytes,omitempty"`
+	Sync     bool        `json:"sync,omitempty"`
 }
 
 type unpackJob struct {
