@@ -13,7 +13,7 @@ var (
 	ErrDigestMismatch = errors.New("digest mismatch")
 	// ErrIDOutsideMapping: an entry's uid or gid is not mapped in the user
 	// namespace the unpacker runs in.
-	ErrIDOutsideMapping = errors.New("id is outside the store's id mapping")
+	ErrIDOutsideMapping = errors.New("outside the store's id mapping")
 	// ErrTruncated: the tar stream ends without the end-of-archive marker.
 	ErrTruncated = errors.New("truncated tar stream")
 )

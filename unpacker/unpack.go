@@ -269,11 +269,9 @@ func chown(dirfd int, base, name string, uid, gid int) error {
 	}
 	if err == unix.EINVAL {
 		if unix.Fchownat(dirfd, base, uid, -1, unix.AT_SYMLINK_NOFOLLOW) == unix.EINVAL {
-			return fmt.Errorf("uid %d is outside the store's id mapping: %w", uid,
-				errors.Join(ErrIDOutsideMapping, pathErr("fchownat", name, err)))
+			return fmt.Errorf("uid %d is %w (%w)", uid, ErrIDOutsideMapping, pathErr("fchownat", name, err))
 		}
-		return fmt.Errorf("gid %d is outside the store's id mapping: %w", gid,
-			errors.Join(ErrIDOutsideMapping, pathErr("fchownat", name, err)))
+		return fmt.Errorf("gid %d is %w (%w)", gid, ErrIDOutsideMapping, pathErr("fchownat", name, err))
 	}
 	return pathErr("fchownat", name, err)
 }
