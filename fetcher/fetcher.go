@@ -145,6 +145,7 @@ type Source struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	closed    atomic.Bool
 }
 
 // Image returns what Open found. The Layers slice is a copy.
@@ -157,6 +158,7 @@ func (s *Source) Image() Image {
 // Close releases the source (connections, extracted temp files).
 func (s *Source) Close() error {
 	s.closeOnce.Do(func() {
+		s.closed.Store(true)
 		if s.src != nil {
 			s.closeErr = s.src.Close()
 		}
@@ -316,6 +318,9 @@ func (s *Source) OpenLayer(ctx context.Context, i int) (io.ReadCloser, error) {
 	if i < 0 || i >= len(s.img.Layers) {
 		return nil, fmt.Errorf("fetch %s: layer %d: no such layer (image has %d)", ref, i, len(s.img.Layers))
 	}
+	if s.closed.Load() {
+		return nil, fmt.Errorf("fetch %s: layer %d: source is closed", ref, i)
+	}
 	switch ref.Kind {
 	case LocalDir:
 		return openDirTar(ctx, ref.Path, s.f.log), nil
@@ -325,9 +330,6 @@ func (s *Source) OpenLayer(ctx context.Context, i int) (io.ReadCloser, error) {
 			return nil, s.f.describe("fetch", ref, err)
 		}
 		return fh, nil
-	}
-	if s.src == nil {
-		return nil, fmt.Errorf("fetch %s: layer %d: source is closed", ref, i)
 	}
 	info := s.infos[i]
 	what := fmt.Sprintf("layer %d (%s)", i, info.Digest)

@@ -28,6 +28,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	imgspec "github.com/opencontainers/image-spec/specs-go"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // ---- layer tars ----
@@ -607,4 +608,14 @@ func containsAll(s string, parts ...string) bool {
 		}
 	}
 	return true
+}
+
+// htpasswdLine returns "user:bcrypt-hash\n" for the registry's htpasswd auth.
+func htpasswdLine(t *testing.T, user, password string) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return user + ":" + string(h) + "\n"
 }

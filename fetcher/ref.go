@@ -130,7 +130,7 @@ func parseRef(s string) (Reference, error) {
 		if err != nil {
 			return Reference{}, err
 		}
-		return Reference{Kind: OCILayout, Canonical: "oci:" + ir.StringWithinTransport(), Path: pathOf(rest), imgRef: ir}, nil
+		return Reference{Kind: OCILayout, Canonical: "oci:" + strings.TrimSuffix(ir.StringWithinTransport(), ":"), Path: pathOf(rest), imgRef: ir}, nil
 	}
 	if rest, ok := strings.CutPrefix(s, "oci-archive:"); ok {
 		if rest == "" {
@@ -140,7 +140,7 @@ func parseRef(s string) (Reference, error) {
 		if err != nil {
 			return Reference{}, err
 		}
-		return Reference{Kind: OCIArchive, Canonical: "oci-archive:" + ir.StringWithinTransport(), Path: pathOf(rest), imgRef: ir}, nil
+		return Reference{Kind: OCIArchive, Canonical: "oci-archive:" + strings.TrimSuffix(ir.StringWithinTransport(), ":"), Path: pathOf(rest), imgRef: ir}, nil
 	}
 	if rest, ok := strings.CutPrefix(s, "docker-archive:"); ok {
 		if rest == "" {

@@ -452,3 +452,14 @@ func (s *Store) removeAll(ctx context.Context, paths ...string) error {
 	}
 	return nil
 }
+
+// Pull makes layers present without creating an image, and returns their
+// keys (base first).
+func (s *Store) Pull(ctx context.Context, layers []Layer) ([]string, error) {
+	keys, held, err := s.ensureLayers(ctx, layers)
+	if err != nil {
+		return nil, err
+	}
+	held.release()
+	return keys, nil
+}

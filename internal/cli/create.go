@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -19,10 +18,9 @@ type createOptions struct {
 	maps                  mappingFlags
 	diskLimit             int64
 	excludeImageFromQuota bool
-	username, password    string
-	insecureRegistries    []string
-	withMount             bool
-	withoutMount          bool
+	fetchFlags
+	withMount    bool
+	withoutMount bool
 }
 
 // NewCmdCreate returns `taproot create`.
@@ -63,9 +61,7 @@ Image references:
 	f.StringArrayVar(&o.maps.gid, "gid-mapping", nil, "container:host:size gid mapping, repeatable")
 	f.Int64Var(&o.diskLimit, "disk-limit-size-bytes", 0, "disk limit of the image in bytes, image included unless --exclude-image-from-quota (0 = none; needs an init-store'd XFS store)")
 	f.BoolVar(&o.excludeImageFromQuota, "exclude-image-from-quota", false, "do not count the image's own size against the disk limit")
-	f.StringVar(&o.username, "username", "", "registry user name")
-	f.StringVar(&o.password, "password", "", "registry password")
-	f.StringArrayVar(&o.insecureRegistries, "insecure-registry", nil, "registry HOST[:PORT] to reach over plain HTTP or unverified TLS, repeatable")
+	o.fetchFlags.register(cmd)
 	f.BoolVar(&o.withMount, "with-mount", false, "mount the rootfs here (root only) and print no mounts")
 	f.BoolVar(&o.withoutMount, "without-mount", false, "print the overlay mount for the runtime to perform (the default)")
 	return cmd
@@ -101,19 +97,7 @@ func runCreate(ctx context.Context, g *globals, o *createOptions, rawRef, id str
 			g.log.Info("cleaned the store before create", "reclaimed_bytes", res.ReclaimedBytes, "layers_removed", res.LayersRemoved)
 		}
 	}
-	insecure := append(append([]string(nil), g.cfg.Create.InsecureRegistries...), o.insecureRegistries...)
-	f := fetcher.New(fetcher.Options{
-		InsecureRegistries: insecure,
-		Username:           o.username,
-		Password:           o.password,
-		RegistriesConfPath: g.cfg.Registry.RegistriesConf,
-		AuthFilePath:       g.cfg.Registry.AuthFile,
-		PolicyPath:         g.cfg.Registry.Policy,
-		Timeout:            g.cfg.Registry.Timeout.Duration,
-		Retries:            g.cfg.Registry.Retries,
-		Logger:             g.log,
-	})
-	src, err := f.Open(ctx, ref)
+	src, err := g.openSource(ctx, ref, o.fetchFlags)
 	if err != nil {
 		return err
 	}
@@ -131,17 +115,7 @@ func runCreate(ctx context.Context, g *globals, o *createOptions, rawRef, id str
 	if req.DiskLimit == 0 && g.cfg.Create.DiskLimitSizeBytes > 0 {
 		req.DiskLimit = uint64(g.cfg.Create.DiskLimitSizeBytes)
 	}
-	for i, l := range img.Layers {
-		req.Layers = append(req.Layers, store.Layer{
-			BlobDigest: l.BlobDigest,
-			DiffID:     l.DiffID,
-			MediaType:  l.MediaType,
-			Size:       l.Size,
-			Open: func(ctx context.Context) (io.ReadCloser, error) {
-				return src.OpenLayer(ctx, i)
-			},
-		})
-	}
+	req.Layers = storeLayers(src)
 	rec, err := st.Create(ctx, req)
 	if err != nil {
 		return err

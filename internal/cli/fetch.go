@@ -1,0 +1,102 @@
+package cli
+
+import (
+	"context"
+	"io"
+
+	"github.com/spf13/cobra"
+	"github.com/taproot-dev/taproot/fetcher"
+	"github.com/taproot-dev/taproot/store"
+)
+
+// fetchFlags are the registry flags of create and pull.
+type fetchFlags struct {
+	username, password string
+	insecureRegistries []string
+}
+
+func (f *fetchFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.username, "username", "", "registry user name (default: credentials from auth.json / credential helpers)")
+	fl.StringVar(&f.password, "password", "", "registry password")
+	fl.StringArrayVar(&f.insecureRegistries, "insecure-registry", nil, "registry HOST[:PORT] to reach over plain HTTP or unverified TLS, repeatable")
+}
+
+// openSource opens ref with the config's registry settings and the flags.
+func (g *globals) openSource(ctx context.Context, ref fetcher.Reference, ff fetchFlags) (*fetcher.Source, error) {
+	insecure := append(append([]string(nil), g.cfg.Create.InsecureRegistries...), ff.insecureRegistries...)
+	f := fetcher.New(fetcher.Options{
+		InsecureRegistries: insecure,
+		Username:           ff.username,
+		Password:           ff.password,
+		RegistriesConfPath: g.cfg.Registry.RegistriesConf,
+		AuthFilePath:       g.cfg.Registry.AuthFile,
+		PolicyPath:         g.cfg.Registry.Policy,
+		Timeout:            g.cfg.Registry.Timeout.Duration,
+		Retries:            g.cfg.Registry.Retries,
+		Logger:             g.log,
+	})
+	return f.Open(ctx, ref)
+}
+
+// storeLayers describes src's layers to the store, streaming from src.
+func storeLayers(src *fetcher.Source) []store.Layer {
+	var out []store.Layer
+	for i, l := range src.Image().Layers {
+		out = append(out, store.Layer{
+			BlobDigest: l.BlobDigest,
+			DiffID:     l.DiffID,
+			MediaType:  l.MediaType,
+			Size:       l.Size,
+			Open: func(ctx context.Context) (io.ReadCloser, error) {
+				return src.OpenLayer(ctx, i)
+			},
+		})
+	}
+	return out
+}
+
+// NewCmdPull returns `taproot pull`.
+func NewCmdPull(g *globals) *cobra.Command {
+	var ff fetchFlags
+	var maps mappingFlags
+	cmd := &cobra.Command{
+		Use:   "pull [flags] <image-ref>",
+		Short: "Fetch an image's layers into the store without creating an image",
+		Long: `Pull pre-warms the store: later creates of the image (or of images sharing
+its layers) need no download. Layers no image uses are removed by clean, so
+run pull shortly before the creates it speeds up, or clean with a threshold.`,
+		Example: "  taproot pull docker://registry.example.com/app:1.2",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			ref, err := fetcher.ParseRef(args[0])
+			if err != nil {
+				return err
+			}
+			uids, gids, err := maps.parse(g)
+			if err != nil {
+				return err
+			}
+			st, err := g.openStore(ctx, uids, gids)
+			if err != nil {
+				return err
+			}
+			src, err := g.openSource(ctx, ref, ff)
+			if err != nil {
+				return err
+			}
+			defer src.Close()
+			keys, err := st.Pull(ctx, storeLayers(src))
+			if err != nil {
+				return err
+			}
+			g.log.Info("pulled", "ref", ref.String(), "layers", len(keys))
+			return nil
+		},
+	}
+	ff.register(cmd)
+	cmd.Flags().StringArrayVar(&maps.uid, "uid-mapping", nil, "container:host:size uid mapping for a new store, repeatable")
+	cmd.Flags().StringArrayVar(&maps.gid, "gid-mapping", nil, "container:host:size gid mapping for a new store, repeatable")
+	return cmd
+}
