@@ -1,0 +1,87 @@
+package spec
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/taproot-dev/taproot/internal/idmap"
+)
+
+func TestFragment(t *testing.T) {
+	in := FragmentInput{
+		ID:           "c1",
+		Ref:          "docker://r/x:1",
+		RootPath:     "/s/images/c1/rootfs",
+		MountOptions: []string{"userxattr", "lowerdir=/s/l/a", "upperdir=/s/images/c1/diff", "workdir=/s/images/c1/work"},
+		Config: imgspecv1.ImageConfig{
+			Env:        []string{"A=1"},
+			Entrypoint: []string{"/bin/app"},
+			Cmd:        []string{"--flag"},
+			WorkingDir: "/srv",
+			Labels:     map[string]string{"team": "x"},
+		},
+		UID: 1000, GID: 1001,
+		UIDMappings: []idmap.Mapping{{ContainerID: 0, HostID: 1000, Size: 1}},
+		GIDMappings: []idmap.Mapping{{ContainerID: 0, HostID: 1000, Size: 1}},
+	}
+	f := Fragment(in)
+	if f.Root.Path != in.RootPath {
+		t.Errorf("root.path = %q", f.Root.Path)
+	}
+	if len(f.Mounts) != 1 || f.Mounts[0].Destination != "/" || f.Mounts[0].Type != "overlay" || f.Mounts[0].Options[0] != "userxattr" {
+		t.Errorf("mounts = %+v", f.Mounts)
+	}
+	if got := strings.Join(f.Process.Args, " "); got != "/bin/app --flag" {
+		t.Errorf("args = %q", got)
+	}
+	if f.Process.Env[0] != DefaultPath || f.Process.Env[1] != "A=1" {
+		t.Errorf("env = %v", f.Process.Env)
+	}
+	if f.Process.Cwd != "/srv" || f.Process.User.UID != 1000 || f.Process.User.GID != 1001 {
+		t.Errorf("process = %+v", f.Process)
+	}
+	if f.Annotations["team"] != "x" || f.Annotations[AnnotationRef] != in.Ref || f.Annotations[AnnotationImageID] != "c1" {
+		t.Errorf("annotations = %v", f.Annotations)
+	}
+	if len(f.Linux.UIDMappings) != 1 || f.Linux.UIDMappings[0].HostID != 1000 {
+		t.Errorf("uid mappings = %v", f.Linux.UIDMappings)
+	}
+	// An image with its own PATH keeps it; --with-mount prints no mounts.
+	in.Config.Env = []string{"PATH=/x"}
+	in.MountOptions = nil
+	in.Config.WorkingDir = ""
+	f = Fragment(in)
+	if len(f.Process.Env) != 1 || f.Process.Env[0] != "PATH=/x" {
+		t.Errorf("env = %v", f.Process.Env)
+	}
+	if len(f.Mounts) != 0 || f.Process.Cwd != "/" {
+		t.Errorf("mounts = %v cwd = %q", f.Mounts, f.Process.Cwd)
+	}
+	data, err := json.Marshal(f)
+	if err != nil || strings.Contains(string(data), `"overlay"`) {
+		t.Errorf("json = %s, %v", data, err)
+	}
+}
+
+func TestParseUser(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want UserSpec
+		bad  bool
+	}{
+		{in: "", want: UserSpec{UIDSet: true}},
+		{in: "1000", want: UserSpec{User: "1000", UID: 1000, UIDSet: true}},
+		{in: "1000:50", want: UserSpec{User: "1000", Group: "50", UID: 1000, GID: 50, UIDSet: true, GIDSet: true}},
+		{in: "app", want: UserSpec{User: "app"}},
+		{in: "app:staff", want: UserSpec{User: "app", Group: "staff"}},
+		{in: ":1", bad: true},
+		{in: "1:", bad: true},
+	} {
+		got, err := ParseUser(tc.in)
+		if tc.bad != (err != nil) || (!tc.bad && got != tc.want) {
+			t.Errorf("ParseUser(%q) = %+v, %v; want %+v bad=%v", tc.in, got, err, tc.want, tc.bad)
+		}
+	}
+}
