@@ -10,11 +10,10 @@ import (
 	"syscall"
 
 	"github.com/containers/image/v5/docker"
+	ociarchive "github.com/containers/image/v5/oci/archive"
 	ocilayout "github.com/containers/image/v5/oci/layout"
 	"github.com/containers/image/v5/signature"
 	"github.com/docker/distribution/registry/api/errcode"
-
-	ociarchive "github.com/containers/image/v5/oci/archive"
 )
 
 // Sentinel errors. Every error returned by this package that falls in one of
@@ -35,8 +34,10 @@ var (
 	ErrUnreachable = errors.New("registry unreachable")
 )
 
-// classify maps an error from containers/image or the OS to one of the
-// sentinels above, or returns nil if none fits.
+// classify maps an error from containers/image or the network to one of the
+// sentinels above, or returns nil if none fits. A missing file is not
+// classified here: it means "image not found" only for file-based
+// references (see fileNotFound), not for, say, a missing registries.conf.
 func classify(err error) error {
 	if err == nil {
 		return nil
@@ -92,9 +93,6 @@ func classify(err error) error {
 	var policyErr signature.PolicyRequirementError
 	if errors.As(err, &policyErr) {
 		return ErrPolicyDenied
-	}
-	if errors.Is(err, fs.ErrNotExist) {
-		return ErrNotFound
 	}
 	if isNetworkError(err) {
 		return ErrUnreachable
@@ -159,6 +157,15 @@ func retryable(err error) bool {
 		return true
 	}
 	return false
+}
+
+// fileNotFound marks a "no such file" error of a file-based reference
+// (oci:, oci-archive:, docker-archive:, local path) as ErrNotFound.
+func fileNotFound(err error) error {
+	if classify(err) == nil && errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
+	return err
 }
 
 // wrapErr turns err into the package's one-line form:

@@ -469,6 +469,9 @@ func (f *Fetcher) describe(op string, ref Reference, err error) error {
 	if ref.Kind == Docker && strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
 		err = fmt.Errorf("%w (plain-HTTP registry: allow it with --insecure-registry %s)", err, ref.Registry)
 	}
+	if ref.Kind != Docker {
+		err = fileNotFound(err)
+	}
 	return wrapErr(op, ref.String(), err)
 }
 

@@ -248,6 +248,9 @@ func TestParseRef(t *testing.T) {
 	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "docker://") {
 		t.Errorf("missing path: %v", err)
 	}
+	if _, err := ParseRef("oci:" + filepath.Join(dir, "no", "such", "dir")); !errors.Is(err, ErrNotFound) {
+		t.Errorf("oci: under a missing dir: %v", err)
+	}
 }
 
 func TestSniff(t *testing.T) {
@@ -564,6 +567,12 @@ func TestErrorClasses(t *testing.T) {
 	e := wrapErr("fetch", "docker://h/r:1", dnsErr)
 	if !errors.Is(e, ErrUnreachable) || !strings.HasPrefix(e.Error(), "fetch docker://h/r:1: registry unreachable: pinging container registry no-such-host.invalid") {
 		t.Errorf("wrapped: %v", e)
+	}
+	// A missing registries.conf is a plain error, not "image not found".
+	f := New(Options{RegistriesConfPath: "/nonexistent/registries.conf", Retries: -1})
+	_, err := f.Open(context.Background(), mustParse(t, "docker://127.0.0.1:1/x:1"))
+	if err == nil || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "/nonexistent/registries.conf") {
+		t.Errorf("missing registries.conf: %v", err)
 	}
 	// A sentinel already in the chain is not repeated.
 	e = wrapErr("fetch", "oci:/x", fmt.Errorf("%w: no image for riscv64", ErrNotFound))

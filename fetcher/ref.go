@@ -106,6 +106,7 @@ var unsupportedTransports = []string{
 func ParseRef(s string) (Reference, error) {
 	r, err := parseRef(s)
 	if err != nil {
+		err = fileNotFound(err)
 		if classify(err) == nil {
 			return Reference{}, fmt.Errorf("parse image reference %q: %w: %w", s, ErrBadReference, err)
 		}

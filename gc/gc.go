@@ -36,6 +36,10 @@ func Collect(ctx context.Context, st *store.Store, opts Options) (Result, error)
 			return res, nil
 		}
 	}
+	// Wait for deferred deletes in flight, then take what is left.
+	if err := st.Reclaim(ctx); err != nil {
+		return res, fmt.Errorf("reclaim deleted images: %w", err)
+	}
 	debris, err := st.RemoveDebris(ctx)
 	if err != nil {
 		return res, fmt.Errorf("remove debris: %w", err)

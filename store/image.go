@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -215,8 +216,43 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 		s.removeTmp(ctx, t)
 		return fmt.Errorf("image %q: %w", id, err)
 	}
+	if s.opts.DeferReclaim {
+		// Leave the trash unlocked: Reclaim (started by the caller in the
+		// background) or clean removes it.
+		t.lock.RemoveAndRelease()
+		return nil
+	}
 	s.removeTmp(ctx, t)
 	return nil
+}
+
+// Reclaim removes trash that deferred deletes left. It waits for other
+// reclaimers rather than skipping their trash, so that after it returns
+// no trash of a finished delete is left.
+func (s *Store) Reclaim(ctx context.Context) error {
+	entries, err := os.ReadDir(filepath.Join(s.root, "tmp"))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, "trash-") {
+			continue
+		}
+		path := filepath.Join(s.root, "tmp", name)
+		l, err := flock.Exclusive(ctx, s.lockPath("tmp-"+name))
+		if err != nil {
+			return err
+		}
+		if _, err := os.Lstat(path); err == nil {
+			if err := s.removeAll(ctx, path); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		l.RemoveAndRelease()
+	}
+	return errors.Join(errs...)
 }
 
 // MountPlan returns the overlay dirs of an image: lowers top first.

@@ -50,6 +50,9 @@ type Options struct {
 	// Sync makes published layers durable with syncfs before rename.
 	Sync   bool
 	Logger *slog.Logger
+	// DeferReclaim makes Delete move the image aside and return, leaving
+	// its removal to Reclaim (or clean).
+	DeferReclaim bool
 	// NewUIDMap/NewGIDMap override the setuid helpers' paths.
 	NewUIDMap, NewGIDMap string
 }

@@ -45,7 +45,11 @@ retry a delete safely.`,
 				g.log.Warn("nothing to delete: image not found", "id", id)
 				return nil
 			}
-			return err
+			if err != nil {
+				return err
+			}
+			g.startReclaim(st.Root())
+			return nil
 		},
 	}
 }

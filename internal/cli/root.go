@@ -73,6 +73,7 @@ Results (JSON) go to stdout; logs and errors go to stderr.`,
 		NewCmdMetrics(g),
 		NewCmdCheck(g),
 		NewCmdWorker(g),
+		NewCmdReclaim(g),
 	)
 	return cmd
 }

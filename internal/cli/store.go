@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"os"
+	"os/exec"
+	"syscall"
 
 	"github.com/taproot-dev/taproot/internal/idmap"
 	"github.com/taproot-dev/taproot/store"
@@ -45,7 +47,21 @@ func (g *globals) openStore(ctx context.Context, uids, gids []idmap.Mapping) (*s
 		MaxLayerBytes:  g.cfg.Create.MaxLayerBytes,
 		Sync:           g.cfg.Create.Sync,
 		Logger:         g.log,
+		DeferReclaim:   true,
 	})
+}
+
+// startReclaim removes deleted images' files in a detached process, so that
+// delete returns as soon as the image is moved aside. If that process dies,
+// the next clean finishes its work.
+func (g *globals) startReclaim(storeRoot string) {
+	cmd := exec.Command("/proc/self/exe", "--store", storeRoot, "--log-level", "error", reclaimCommand)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		g.log.Warn("could not start background reclaim; clean will remove the deleted files", "error", err)
+		return
+	}
+	cmd.Process.Release()
 }
 
 // openExistingStore opens a store that must already exist, without
