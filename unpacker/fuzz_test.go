@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"runtime"
-	"sync"
-	"time"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -51,16 +48,6 @@ func FuzzUnpack(f *testing.F) {
 	f.Add(byte(0), mkTar(f, fileE("../../x", "1"), fileE("a/.wh...", "")))
 	f.Add(byte(2), []byte("garbage"))
 	f.Fuzz(func(t *testing.T, mode byte, data []byte) {
-		dumpOnce.Do(func() {
-			go func() {
-				for {
-					time.Sleep(3 * time.Second)
-					buf := make([]byte, 1<<20)
-					n := runtime.Stack(buf, true)
-					os.WriteFile("/tmp/fuzzstack", buf[:n], 0o644)
-				}
-			}()
-		})
 		base := t.TempDir()
 		root := filepath.Join(base, "root")
 		outside := filepath.Join(base, "outside")
@@ -84,5 +71,3 @@ func FuzzUnpack(f *testing.F) {
 		}
 	})
 }
-
-var dumpOnce sync.Once

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -60,6 +61,13 @@ const (
 	tarBlockSize        = 512
 	tarEndMarkerMinSize = 2 * tarBlockSize
 )
+
+// copyBuffers recycles the 1 MiB copy buffers between Unpack calls (the
+// store unpacks many layers, often in parallel).
+var copyBuffers = sync.Pool{New: func() any {
+	b := make([]byte, copyBufferSize)
+	return &b
+}}
 
 type warnKind int
 
@@ -132,12 +140,14 @@ func Unpack(ctx context.Context, tarStream io.Reader, root string, opts Options)
 		ctx:     ctx,
 		opts:    opts,
 		rootfd:  rootfd,
-		buf:     make([]byte, copyBufferSize),
 		skipped: map[string]struct{}{},
 	}
 	if opts.Whiteouts == ApplyWhiteouts {
 		u.written = map[string]struct{}{}
 	}
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	u.buf = *bp
 	err = u.run(tarStream)
 	return u.result(), err
 }
@@ -214,12 +224,8 @@ func (u *unpacker) entry(hdr *tar.Header, tr *tar.Reader) error {
 	if strings.HasPrefix(base, whiteoutPrefix) {
 		return u.whiteout(name, dir, base)
 	}
-	if name == "." && hdr.Typeflag != tar.TypeDir {
-		switch hdr.Typeflag {
-		case tar.TypeXGlobalHeader:
-		default:
-			return fmt.Errorf("%w: a non-directory entry names the root", ErrUnsafePath)
-		}
+	if name == "." && hdr.Typeflag != tar.TypeDir && hdr.Typeflag != tar.TypeXGlobalHeader {
+		return fmt.Errorf("%w: a non-directory entry names the root", ErrUnsafePath)
 	}
 	switch hdr.Typeflag {
 	case tar.TypeDir:
@@ -464,6 +470,9 @@ func (u *unpacker) symlink(name, dir, base string, hdr *tar.Header) error {
 	return nil
 }
 
+// hardlink links name to an existing non-directory beneath the root. The
+// header's owner, mode and times are not applied: they belong to the shared
+// inode, which the target's own entry already set.
 func (u *unpacker) hardlink(name, dir, base string, hdr *tar.Header) error {
 	target, err := cleanPath(hdr.Linkname)
 	if err != nil {
