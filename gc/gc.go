@@ -84,6 +84,7 @@ func Collect(ctx context.Context, st *store.Store, opts Options) (Result, error)
 			res.ReclaimedBytes += size
 		}
 	}
+	st.RemoveStaleLocalRecords()
 	n, err := st.RemoveDanglingLinks()
 	res.LinksRemoved = n
 	return res, err

@@ -171,3 +171,26 @@ func (s *Store) RemoveUnfinishedImages(ctx context.Context) ([]string, error) {
 	}
 	return removed, nil
 }
+
+// RemoveStaleLocalRecords removes recorded local-rootfs versions whose layer
+// is gone.
+func (s *Store) RemoveStaleLocalRecords() int {
+	entries, _ := os.ReadDir(filepath.Join(s.root, "meta"))
+	n := 0
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "local-") {
+			continue
+		}
+		p := filepath.Join(s.root, "meta", e.Name())
+		var r localCacheRecord
+		if err := readJSON(p, &r); err == nil {
+			if k, err := layerKey(r.DiffID); err == nil && s.layerExists(k) {
+				continue
+			}
+		}
+		if os.Remove(p) == nil {
+			n++
+		}
+	}
+	return n
+}

@@ -29,6 +29,10 @@ type Layer struct {
 	Size       int64
 	// Open streams the blob as stored (compressed or not).
 	Open func(ctx context.Context) (io.ReadCloser, error)
+	// CacheKey, for a layer without DiffID, names its content's version
+	// (a local rootfs: path and modification time): a create that finds
+	// the key recorded reuses the layer without reading the source.
+	CacheKey string
 }
 
 // layerKey names a layer's directory: the hex of its diffID. A dir named
@@ -329,6 +333,10 @@ func (s *Store) unpackUnknown(ctx context.Context, layers []Layer) error {
 		if l.DiffID != "" {
 			continue
 		}
+		if d, ok := s.cachedDiffID(l.CacheKey); ok {
+			l.DiffID = d
+			continue
+		}
 		t, err := s.newTmp(ctx, "layer")
 		if err != nil {
 			return err
@@ -362,8 +370,44 @@ func (s *Store) unpackUnknown(ctx context.Context, layers []Layer) error {
 		if err != nil {
 			return err
 		}
+		s.recordDiffID(l.CacheKey, l.DiffID)
 	}
 	return nil
+}
+
+// localCachePath is where the diffID of a local rootfs version is kept.
+func (s *Store) localCachePath(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return filepath.Join(s.root, "meta", "local-"+hex.EncodeToString(sum[:])+".json")
+}
+
+type localCacheRecord struct {
+	Key    string        `json:"key"`
+	DiffID digest.Digest `json:"diff_id"`
+}
+
+func (s *Store) cachedDiffID(key string) (digest.Digest, bool) {
+	if key == "" {
+		return "", false
+	}
+	var r localCacheRecord
+	if err := readJSON(s.localCachePath(key), &r); err != nil || r.Key != key {
+		return "", false
+	}
+	k, err := layerKey(r.DiffID)
+	if err != nil || !s.layerExists(k) {
+		return "", false
+	}
+	return r.DiffID, true
+}
+
+func (s *Store) recordDiffID(key string, d digest.Digest) {
+	if key == "" {
+		return
+	}
+	if err := writeJSONAtomic(s.localCachePath(key), &localCacheRecord{Key: key, DiffID: d}, 0o644); err != nil {
+		s.log.Debug("could not record local rootfs version", "error", err)
+	}
 }
 
 // tmpDir is a scratch dir under tmp/ held with a lock, so that recovery can

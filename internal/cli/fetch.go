@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 	"github.com/taproot-dev/taproot/fetcher"
@@ -42,8 +44,11 @@ func (g *globals) openSource(ctx context.Context, ref fetcher.Reference, ff fetc
 // storeLayers describes src's layers to the store, streaming from src.
 func storeLayers(src *fetcher.Source) []store.Layer {
 	var out []store.Layer
-	for i, l := range src.Image().Layers {
+	img := src.Image()
+	cacheKey := localVersion(img.Ref)
+	for i, l := range img.Layers {
 		out = append(out, store.Layer{
+			CacheKey:   cacheKey,
 			BlobDigest: l.BlobDigest,
 			DiffID:     l.DiffID,
 			MediaType:  l.MediaType,
@@ -99,4 +104,18 @@ run pull shortly before the creates it speeds up, or clean with a threshold.`,
 	cmd.Flags().StringArrayVar(&maps.uid, "uid-mapping", nil, "container:host:size uid mapping for a new store, repeatable")
 	cmd.Flags().StringArrayVar(&maps.gid, "gid-mapping", nil, "container:host:size gid mapping for a new store, repeatable")
 	return cmd
+}
+
+// localVersion names the version of a local rootfs dir or tarball by its
+// path, size and modification time, as GrootFS does: touch the dir after
+// changing what is inside to make creates read it again.
+func localVersion(ref fetcher.Reference) string {
+	if ref.Kind != fetcher.LocalDir && ref.Kind != fetcher.LocalTarball {
+		return ""
+	}
+	fi, err := os.Stat(ref.Path)
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf("%s:%s\x00size=%d\x00mtime=%d", ref.Kind, ref.Path, fi.Size(), fi.ModTime().UnixNano())
 }
