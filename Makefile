@@ -7,13 +7,17 @@ GO ?= go
 
 PREFIX ?= /usr/local
 DESTDIR ?=
-BIN := $(CURDIR)/bin
+BIN ?= $(CURDIR)/bin
+SYSCONFDIR ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/taproot
 
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/acceptance')
 FUZZTIME ?= 30s
 SOAK_COUNT ?= 5
 
-.PHONY: all build deps test-user vet unit acceptance test demo bench soak fuzz install lint clean
+.PHONY: all build deps test-user vet unit acceptance test demo bench soak fuzz install install-files man deb lint clean
 
 all: build
 
@@ -61,11 +65,45 @@ fuzz:
 		done; \
 	done
 
-install: build
-	install -d $(DESTDIR)$(PREFIX)/bin
+# Man pages from the cobra command tree, into bin/man (view: man -l bin/man/taproot-create.1).
+man: build
+	rm -rf $(BIN)/man
+	$(BIN)/taproot __man $(BIN)/man
+
+# Binaries (taproot-quota setuid root), man pages, shell completions, the
+# systemd service+timer for `taproot clean` and the cron line, docs.
+# PREFIX=/usr/local and DESTDIR= by default; run as root for a live install.
+install: build install-files
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload || true; \
+		echo "enable the hourly clean: systemctl enable --now taproot-clean.timer"; fi
+
+# What install copies, from $(BIN) without building (scripts/mkdeb.sh uses it).
+install-files:
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(SYSTEMDUNITDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/cron.d $(DESTDIR)$(DOCDIR) \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+		$(DESTDIR)$(PREFIX)/share/zsh/vendor-completions \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
 	install -m 0755 $(BIN)/taproot $(DESTDIR)$(PREFIX)/bin/taproot
 	install -m 4755 $(BIN)/taproot-quota $(DESTDIR)$(PREFIX)/bin/taproot-quota
 	@if [ "$$(id -u)" -ne 0 ]; then echo "note: not root, taproot-quota is not owned by root; its setuid bit does nothing"; fi
+	$(BIN)/taproot __man $(DESTDIR)$(MANDIR)/man1
+	chmod 0644 $(DESTDIR)$(MANDIR)/man1/taproot*.1
+	$(if $(GZIP_MAN),gzip -9nf $(DESTDIR)$(MANDIR)/man1/taproot*.1)
+	$(BIN)/taproot completion bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/taproot
+	$(BIN)/taproot completion zsh > $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_taproot
+	$(BIN)/taproot completion fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/taproot.fish
+	for u in taproot-clean.service taproot-clean.timer taproot-clean@.service taproot-clean@.timer; do \
+		sed 's|@BINDIR@|$(PREFIX)/bin|g' packaging/systemd/$$u > $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; \
+		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; done
+	sed 's|@BINDIR@|$(PREFIX)/bin|g' packaging/cron/taproot > $(DESTDIR)$(SYSCONFDIR)/cron.d/taproot
+	chmod 0644 $(DESTDIR)$(SYSCONFDIR)/cron.d/taproot
+	install -m 0644 README.md packaging/config.toml.example $(DESTDIR)$(DOCDIR)/
+	$(if $(wildcard docs/*.md),install -m 0644 $(wildcard docs/*.md) $(DESTDIR)$(DOCDIR)/)
+
+# dist/taproot_<version>_<arch>.deb (VERSION=… to set the version).
+deb: build
+	BIN=$(BIN) OUT=$(CURDIR)/dist bash scripts/mkdeb.sh
 
 lint:
 	@out=$$(gofmt -l .); \

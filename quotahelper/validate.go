@@ -54,7 +54,7 @@ func splitImageDir(imageDir string) (store, id string, err error) {
 	}
 	id = path.Base(imageDir)
 	parent := path.Dir(imageDir)
-	if path.Base(parent) != "images" || path.Dir(parent) == parent {
+	if path.Base(parent) != "images" || path.Dir(parent) == "/" {
 		return "", "", fmt.Errorf("%s is not of the form <store>/images/<id>", imageDir)
 	}
 	if id == "" || id == "." || id == ".." || id == "/" || len(id) > 255 {

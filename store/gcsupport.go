@@ -132,8 +132,10 @@ func (s *Store) RemoveDanglingLinks() (int, error) {
 			if os.Remove(p) == nil {
 				n++
 			}
+			lock.RemoveAndRelease() // no layer, no lock file
+		} else {
+			lock.Release()
 		}
-		lock.Release()
 	}
 	return n, nil
 }

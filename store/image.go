@@ -44,9 +44,16 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 	if err != nil {
 		return rec, err
 	}
-	defer idLock.Release()
-
 	dir := s.imageDir(req.ID)
+	defer func() {
+		// A failed create leaves no image, so no reason for its lock file.
+		if _, statErr := os.Lstat(dir); statErr != nil {
+			idLock.RemoveAndRelease()
+		} else {
+			idLock.Release()
+		}
+	}()
+
 	if _, err := os.Stat(filepath.Join(dir, "image.json")); err == nil {
 		return rec, fmt.Errorf("image %q: %w", req.ID, ErrImageExists)
 	}
@@ -63,7 +70,7 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 	if err != nil {
 		return rec, err
 	}
-	defer held.release()
+	defer s.releaseHeld(held)
 
 	var base int64
 	diffIDs := make([]digest.Digest, len(req.Layers))

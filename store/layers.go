@@ -80,10 +80,20 @@ func (s *Store) ReadLayer(key string) (LayerRecord, error) {
 }
 
 // ensureLayers makes every layer present and returns shared locks on all of
-// them plus their keys (base first). Missing layers are downloaded once:
-// the first process takes the layer's lock exclusively, the others wait on
-// it and find the layer published. Locks are taken in key order so two
-// creates never wait on each other in a cycle.
+// them plus their keys (base first).
+//
+// Each layer has two lock files. locks/layer-<key>.lock is its reference
+// lock: a create holds it shared from before it looks at the layer until
+// its image record (which references the layer) is written, and clean
+// removes a layer only with it held exclusively (without waiting). So a
+// layer a create has seen present cannot vanish under it. A missing layer
+// is fetched under locks/fetch-<key>.lock, taken exclusively while the
+// reference lock is held shared: the first process fetches, the others
+// wait on the fetch lock and find the layer published. Keeping the two
+// apart means the fetcher never has to turn an exclusive lock into a
+// shared one (flock(2) does not do that atomically: clean could remove the
+// fresh layer in between). Locks are taken in key order so two creates
+// never wait on each other in a cycle.
 func (s *Store) ensureLayers(ctx context.Context, layers []Layer) (keys []string, held heldLayers, err error) {
 	known := make([]Layer, 0, len(layers))
 	var unknown []Layer // local rootfs: diffID known only after unpacking
@@ -97,42 +107,28 @@ func (s *Store) ensureLayers(ctx context.Context, layers []Layer) (keys []string
 	held = heldLayers{}
 	defer func() {
 		if err != nil {
-			held.release()
+			s.releaseHeld(held)
 		}
 	}()
 	if len(unknown) > 0 {
-		if err := s.unpackUnknown(ctx, layers); err != nil {
+		if err := s.unpackUnknown(ctx, layers, held); err != nil {
 			return nil, nil, err
 		}
 		// Now every layer has a diffID; unpackUnknown filled them in.
 		known = layers
 	}
-	for attempt := 0; ; attempt++ {
-		missing, err := s.lockLayers(ctx, known, held)
-		if err != nil {
+	missing, err := s.lockLayers(ctx, known, held)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(missing) > 0 {
+		if err := s.fetchLayers(ctx, missing); err != nil {
 			return nil, nil, err
 		}
-		if len(missing) > 0 {
-			err = s.fetchLayers(ctx, missing, held)
-			if err != nil {
-				return nil, nil, err
-			}
-		}
-		// Every lock is shared now; re-check that nothing vanished while
-		// a lock was being downgraded.
-		gone := false
-		for key := range held {
-			if !s.layerExists(key) {
-				held[key].Release()
-				delete(held, key)
-				gone = true
-			}
-		}
-		if !gone {
-			break
-		}
-		if attempt == 5 {
-			return nil, nil, errors.New("layers keep disappearing while being locked: is clean running in a loop?")
+	}
+	for key := range held {
+		if !s.layerExists(key) {
+			return nil, nil, fmt.Errorf("layer %s vanished while locked: was it removed by hand?", key)
 		}
 	}
 	for _, l := range layers {
@@ -142,15 +138,54 @@ func (s *Store) ensureLayers(ctx context.Context, layers []Layer) (keys []string
 	return keys, held, nil
 }
 
+// releaseHeld releases reference locks after a failed create, removing the
+// lock files of layers that never got published (so failed fetches do not
+// leave lock files behind).
+func (s *Store) releaseHeld(held heldLayers) {
+	for key, l := range held {
+		l.Release()
+		if !s.layerExists(key) {
+			s.dropLayerLock(key)
+		}
+	}
+}
+
+// dropLayerLock removes the reference lock file of a layer that is not
+// present, unless someone holds it (a create about to fetch the layer).
+func (s *Store) dropLayerLock(key string) bool {
+	p := s.lockPath("layer-" + key)
+	if _, err := os.Lstat(p); err != nil {
+		return false
+	}
+	l, ok, err := flock.TryExclusive(p)
+	if err != nil || !ok {
+		return false
+	}
+	if s.layerExists(key) {
+		l.Release()
+		return false
+	}
+	l.RemoveAndRelease()
+	return true
+}
+
 type missingLayer struct {
 	Layer
 	key  string
-	lock *flock.Lock // exclusive
+	lock *flock.Lock // exclusive fetch lock
 }
 
-// lockLayers takes a shared lock on each present layer and an exclusive
-// one on each missing layer (returned), in key order.
-func (s *Store) lockLayers(ctx context.Context, layers []Layer, held heldLayers) ([]missingLayer, error) {
+// lockLayers takes a shared reference lock on each layer (into held) and,
+// for each missing layer, its exclusive fetch lock (returned), in key order.
+func (s *Store) lockLayers(ctx context.Context, layers []Layer, held heldLayers) (missing []missingLayer, err error) {
+	defer func() {
+		if err != nil {
+			for _, m := range missing {
+				m.lock.RemoveAndRelease()
+			}
+			missing = nil
+		}
+	}()
 	byKey := map[string]Layer{}
 	for _, l := range layers {
 		key, err := layerKey(l.DiffID)
@@ -166,28 +201,21 @@ func (s *Store) lockLayers(ctx context.Context, layers []Layer, held heldLayers)
 		}
 	}
 	slices.Sort(keys)
-	var missing []missingLayer
 	for _, key := range keys {
-		lockPath := s.lockPath("layer-" + key)
-		sh, err := flock.Shared(ctx, lockPath)
+		sh, err := flock.Shared(ctx, s.lockPath("layer-"+key))
 		if err != nil {
-			return nil, err
+			return missing, err
 		}
+		held[key] = sh
 		if s.layerExists(key) {
-			held[key] = sh
 			continue
 		}
-		sh.Release()
-		ex, err := flock.Exclusive(ctx, lockPath)
+		ex, err := flock.Exclusive(ctx, s.lockPath("fetch-"+key))
 		if err != nil {
-			return nil, err
+			return missing, err
 		}
 		if s.layerExists(key) {
-			ex.Release()
-			if sh, err = flock.Shared(ctx, lockPath); err != nil {
-				return nil, err
-			}
-			held[key] = sh
+			ex.RemoveAndRelease() // fetched by the process we waited for
 			continue
 		}
 		missing = append(missing, missingLayer{Layer: byKey[key], key: key, lock: ex})
@@ -195,14 +223,14 @@ func (s *Store) lockLayers(ctx context.Context, layers []Layer, held heldLayers)
 	return missing, nil
 }
 
-// fetchLayers downloads and unpacks missing layers in one worker, publishes
-// them, and downgrades their locks to shared ones in held.
-func (s *Store) fetchLayers(ctx context.Context, missing []missingLayer, held heldLayers) (err error) {
+// fetchLayers downloads and unpacks missing layers in one worker and
+// publishes them. Their reference locks are held (shared) by the caller
+// throughout; their fetch locks are released, and their files removed, at
+// the end whatever happens.
+func (s *Store) fetchLayers(ctx context.Context, missing []missingLayer) (err error) {
 	defer func() {
 		for _, m := range missing {
-			if m.lock != nil {
-				m.lock.Release()
-			}
+			m.lock.RemoveAndRelease()
 		}
 	}()
 	var (
@@ -259,20 +287,7 @@ func (s *Store) fetchLayers(ctx context.Context, missing []missingLayer, held he
 		s.log.Debug("layer published", "layer", m.DiffID, "bytes", rec.Size)
 	}
 	s.log.Debug("layers fetched", "count", len(missing), "elapsed", time.Since(start))
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	for i := range missing {
-		m := &missing[i]
-		m.lock.Release()
-		m.lock = nil
-		sh, err := flock.Shared(ctx, s.lockPath("layer-"+m.key))
-		if err != nil {
-			return err
-		}
-		held[m.key] = sh
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // publishLayer writes the record and short link, then renames the tmp dir
@@ -327,7 +342,7 @@ func (s *Store) makeShortLink(key string) (string, error) {
 // unpackUnknown unpacks layers whose diffID is unknown (a local rootfs dir
 // or tarball) into tmp, learns their diffIDs, and publishes them unless an
 // identical layer is already there.
-func (s *Store) unpackUnknown(ctx context.Context, layers []Layer) error {
+func (s *Store) unpackUnknown(ctx context.Context, layers []Layer, held heldLayers) error {
 	for i := range layers {
 		l := &layers[i]
 		if l.DiffID != "" {
@@ -357,7 +372,17 @@ func (s *Store) unpackUnknown(ctx context.Context, layers []Layer) error {
 			s.removeTmp(ctx, t)
 			return err
 		}
-		lock, err := flock.Exclusive(ctx, s.lockPath("layer-"+key))
+		// Reference lock first (kept, so clean cannot take the layer
+		// before the image record names it), then the fetch lock.
+		if _, ok := held[key]; !ok {
+			sh, err := flock.Shared(ctx, s.lockPath("layer-"+key))
+			if err != nil {
+				s.removeTmp(ctx, t)
+				return err
+			}
+			held[key] = sh
+		}
+		lock, err := flock.Exclusive(ctx, s.lockPath("fetch-"+key))
 		if err != nil {
 			s.removeTmp(ctx, t)
 			return err
@@ -365,7 +390,7 @@ func (s *Store) unpackUnknown(ctx context.Context, layers []Layer) error {
 		if !s.layerExists(key) {
 			err = s.publishLayer(key, t, &LayerRecord{DiffID: l.DiffID, Size: res.Bytes, UncompressedTar: res.UncompressedBytes, Created: time.Now().UTC(), UnpackWarnings: res.Warnings})
 		}
-		lock.Release()
+		lock.RemoveAndRelease()
 		s.removeTmp(ctx, t)
 		if err != nil {
 			return err

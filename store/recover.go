@@ -36,19 +36,55 @@ func (s *Store) RemoveDebris(ctx context.Context) ([]string, error) {
 		l.RemoveAndRelease()
 		removed = append(removed, path)
 	}
-	// Lock files of scratch dirs that are gone.
+	s.removeStaleLocks()
+	return removed, nil
+}
+
+// removeStaleLocks removes lock files that guard nothing any more: those of
+// scratch dirs, layers and images that are gone, and fetch locks left by
+// killed creates. A lock file is removed only by the holder of its
+// exclusive lock (taken without waiting, so a live holder is skipped);
+// anyone waiting on it notices and retries on a fresh file.
+func (s *Store) removeStaleLocks() {
 	locks, _ := os.ReadDir(filepath.Join(s.root, "locks"))
 	for _, e := range locks {
 		name, ok := strings.CutSuffix(e.Name(), ".lock")
-		if !ok || !strings.HasPrefix(name, "tmp-") {
+		if !ok {
 			continue
 		}
-		if _, err := os.Lstat(filepath.Join(s.root, "tmp", strings.TrimPrefix(name, "tmp-"))); err == nil {
+		kind, rest, _ := strings.Cut(name, "-")
+		var gone func() bool
+		switch kind {
+		case "tmp":
+			gone = func() bool { return !exists(filepath.Join(s.root, "tmp", rest)) }
+		case "fetch":
+			gone = func() bool { return true }
+		case "layer":
+			gone = func() bool { return !exists(s.layerDir(rest)) }
+		case "image":
+			if ValidateID(rest) != nil {
+				continue
+			}
+			gone = func() bool { return !exists(s.imageDir(rest)) }
+		default:
+			continue // init and whatever a newer taproot keeps
+		}
+		if !gone() {
 			continue
 		}
-		if l, ok, _ := flock.TryExclusive(s.lockPath(name)); ok {
+		l, ok, err := flock.TryExclusive(s.lockPath(name))
+		if err != nil || !ok {
+			continue
+		}
+		if gone() {
 			l.RemoveAndRelease()
+		} else {
+			l.Release()
 		}
 	}
-	return removed, nil
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
 }

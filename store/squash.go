@@ -65,28 +65,26 @@ func squashKeyOf(lowers []string) string {
 }
 
 func (s *Store) ensureSquashed(ctx context.Context, key string, lowersTopFirst []string, held heldLayers) error {
-	lockPath := s.lockPath("layer-" + key)
-	ex, err := flock.Exclusive(ctx, lockPath)
-	if err != nil {
-		return err
-	}
-	if !s.layerExists(key) {
-		if err := s.buildSquashed(ctx, key, lowersTopFirst); err != nil {
-			ex.Release()
+	if _, ok := held[key]; !ok {
+		sh, err := flock.Shared(ctx, s.lockPath("layer-"+key))
+		if err != nil {
 			return err
 		}
+		held[key] = sh
 	}
-	ex.Release()
-	sh, err := flock.Shared(ctx, lockPath)
+	if s.layerExists(key) {
+		return nil
+	}
+	// Build it under its fetch lock, as a missing layer is fetched.
+	ex, err := flock.Exclusive(ctx, s.lockPath("fetch-"+key))
 	if err != nil {
 		return err
 	}
-	if !s.layerExists(key) {
-		sh.Release()
-		return fmt.Errorf("squashed layer %s vanished; retry", key)
+	defer ex.RemoveAndRelease()
+	if s.layerExists(key) {
+		return nil
 	}
-	held[key] = sh
-	return nil
+	return s.buildSquashed(ctx, key, lowersTopFirst)
 }
 
 func (s *Store) buildSquashed(ctx context.Context, key string, lowersTopFirst []string) error {

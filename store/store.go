@@ -45,7 +45,8 @@ type Options struct {
 	WorkerArgs []string
 	// ParallelLayers bounds concurrent layer downloads (default 3).
 	ParallelLayers int
-	// MaxLayerBytes bounds a layer's unpacked content (0 = no bound).
+	// MaxLayerBytes bounds a layer's unpacked content, and its uncompressed
+	// tar at MaxLayerBytes + max(MaxLayerBytes, 1 MiB) (0 = no bound).
 	MaxLayerBytes int64
 	// Sync makes published layers durable with syncfs before rename.
 	Sync   bool

@@ -58,7 +58,9 @@
 //     entry whose kept xattrs exceed 64 KiB in total gets none of them (skip
 //     with a warning rather than fail: xattrs are never needed to run an
 //     image, and a warning keeps the pull working).
-//   - MaxBytes caps the regular-file content written (gzip bombs); memory use
+//   - MaxBytes caps the regular-file content written (gzip bombs), and the
+//     whole uncompressed tar at MaxBytes + max(MaxBytes, 1 MiB) (bombs of zero
+//     padding or of empty entries); memory use
 //     is bounded (one 1 MiB copy buffer, the tar reader's own 1 MiB cap on PAX
 //     headers, and per-directory bookkeeping).
 //   - Unpack requires the tar end-of-archive marker, so a stream cut at an

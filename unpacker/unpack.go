@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sort"
 	"strings"
@@ -154,6 +155,16 @@ func Unpack(ctx context.Context, tarStream io.Reader, root string, opts Options)
 
 func (u *unpacker) run(stream io.Reader) error {
 	r := &tailReader{ctx: u.ctx, r: stream}
+	if u.opts.MaxBytes > 0 {
+		// Headers and padding are not file content but cost as much to
+		// read: a gzip bomb of zero padding after the end marker, or of
+		// millions of empty entries, must be bounded too. Allow as many
+		// bytes of them as of content, and at least 1 MiB.
+		r.max = u.opts.MaxBytes + max(u.opts.MaxBytes, 1<<20)
+		if r.max < 0 { // overflow
+			r.max = math.MaxInt64
+		}
+	}
 	tr := tar.NewReader(r)
 	for {
 		if err := u.ctx.Err(); err != nil {
@@ -711,6 +722,7 @@ type tailReader struct {
 	ctx  context.Context
 	r    io.Reader
 	n    int64
+	max  int64 // > 0: reading more than max bytes is an error wrapping ErrTooLarge
 	tail [tarEndMarkerMinSize]byte
 }
 
@@ -726,6 +738,9 @@ func (t *tailReader) Read(p []byte) (int, error) {
 		copy(t.tail[len(t.tail)-n:], p[:n])
 	}
 	t.n += int64(n)
+	if t.max > 0 && t.n > t.max {
+		return n, fmt.Errorf("%w: the uncompressed tar exceeds %d bytes (the limit for content plus as much again, at least 1 MiB, for headers and padding)", ErrTooLarge, t.max)
+	}
 	return n, err
 }
 

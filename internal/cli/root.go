@@ -74,7 +74,9 @@ Results (JSON) go to stdout; logs and errors go to stderr.`,
 		NewCmdCheck(g),
 		NewCmdWorker(g),
 		NewCmdReclaim(g),
+		NewCmdMan(g),
 	)
+	setCompletionHelp(cmd)
 	return cmd
 }
 
@@ -109,6 +111,7 @@ func (g *globals) setup(cmd *cobra.Command) error {
 	default:
 		return fmt.Errorf("--log-format %q: want text or json", format)
 	}
+	routeLogrus(g.log)
 	return nil
 }
 

@@ -12,6 +12,7 @@ func NewCmdVersion(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:               "version",
 		Short:             "Print taproot's version, commit and Go version",
+		Example:           "  taproot version",
 		Args:              cobra.NoArgs,
 		PersistentPreRunE: func(*cobra.Command, []string) error { return nil },
 		RunE: func(cmd *cobra.Command, args []string) error {

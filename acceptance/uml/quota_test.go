@@ -1,0 +1,393 @@
+package uml
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The guest script runs every check in one boot and prints one line per
+// step: "RESULT <name> rc=<exit status> out=<output, newlines as |>". The
+// test then asserts on each line.
+const quotaScript = `
+Q=$UML_TMP/taproot-quota
+cp "$UML_WORK/bin/taproot-quota" $Q && chown 0:0 $Q && chmod 4755 $Q
+M=$UML_MNT
+A=1001
+B=1002
+as() { u=$1; shift; setpriv --reuid=$u --regid=$u --clear-groups "$@"; }
+res() { name=$1; shift; out=$("$@" 2>&1); rc=$?; printf 'RESULT %s rc=%d out=%s\n' "$name" "$rc" "$(printf %s "$out" | tr '\n' '|')"; }
+
+# Stores a (uid A) and b (uid B) are listed; c (uid A) is not.
+chmod 0755 $M
+for d in i1 i2 i4 i5; do mkdir -p $M/a/images/$d/diff $M/a/images/$d/work; done
+mkdir -p $M/a/images/i3 $M/a/images/i6 $M/a/images/foreign $M/a/images/wide $M/a/meta
+mkdir -p $M/b/images/b1/diff $M/b/images/b1/work $M/c/images/c1 $UML_TMP/x/images/y
+chown -R $A:$A $M/a $M/c $UML_TMP/x
+chown -R $B:$B $M/b $M/a/images/foreign
+chmod 0777 $M/a/images/wide
+ln -s /etc $M/a/images/evil
+ln -s $M/b/images/b1 $M/a/images/evil2
+ln -s $M/b/images/b1/diff $M/a/images/i6/diff
+chown -h $A:$A $M/a/images/evil $M/a/images/evil2 $M/a/images/i6/diff
+printf '# taproot stores\n%s\n%s\n' $M/a $M/b >/etc/taproot/stores
+chmod 0644 /etc/taproot/stores
+printf '%s\n' $M/c >$UML_TMP/evil-list
+chown $A $UML_TMP/evil-list
+
+res setuid_bit stat -c %a:%U $Q
+res check_store as $A $Q check-store $M/a
+res check_store_other as $A $Q check-store $M/b
+
+# A 10 MiB limit, filled past it.
+res i1_ino stat -c %i $M/a/images/i1
+res set_limit as $A $Q set-limit $M/a/images/i1 10485760
+res i1_proj xfs_io -c lsproj -c lsattr $M/a/images/i1/diff
+res i1_work_proj xfs_io -c lsproj $M/a/images/i1/work
+res stats_empty as $A $Q stats $M/a/images/i1
+res dd_limited as $A dd if=/dev/zero of=$M/a/images/i1/diff/big bs=1M count=20
+res size_limited stat -c %s $M/a/images/i1/diff/big
+res stats_full as $A $Q stats $M/a/images/i1
+res stats_fallback env TAPROOT_QUOTA_NO_QUOTACTL_FD=1 $Q stats $M/a/images/i1
+res dd_root_limited dd if=/dev/zero of=$M/a/images/i1/diff/rootbig bs=1M count=1
+
+# The same write without a limit.
+res dd_unlimited as $A dd if=/dev/zero of=$M/a/images/i2/diff/big bs=1M count=20
+res size_unlimited stat -c %s $M/a/images/i2/diff/big
+res stats_unlimited as $A $Q stats $M/a/images/i2
+
+# The victim: B's image with a limit.
+res victim_ino stat -c %i $M/b/images/b1
+res victim_set as $B $Q set-limit $M/b/images/b1 10485760
+VICTIM=$(stat -c %i $M/b/images/b1)
+
+# Attacks by A.
+res atk_outside as $A $Q set-limit $UML_TMP/x/images/y 1048576
+res atk_symlink_etc as $A $Q set-limit $M/a/images/evil 1048576
+res atk_symlink_store as $A $Q set-limit $M/a/images/evil2 1048576
+res atk_symlink_diff as $A $Q set-limit $M/a/images/i6 1048576
+res atk_dotdot as $A $Q set-limit $M/a/images/../images/i3 1048576
+res atk_dotdot_escape as $A $Q set-limit $M/a/images/../../b/images/b1 1048576
+res atk_relative sh -c "cd $M/a && setpriv --reuid=$A --regid=$A --clear-groups $Q set-limit images/i3 1048576"
+res atk_other_set as $A $Q set-limit $M/b/images/b1 1048576
+res atk_other_clear as $A $Q clear $M/b/images/b1
+res atk_other_stats as $A $Q stats $M/b/images/b1
+res atk_unlisted as $A $Q set-limit $M/c/images/c1 1048576
+res atk_env_list as $A env TAPROOT_QUOTA_STORES_LIST=$UML_TMP/evil-list $Q set-limit $M/c/images/c1 1048576
+res atk_foreign_image as $A $Q set-limit $M/a/images/foreign 1048576
+res atk_wide_image as $A $Q set-limit $M/a/images/wide 1048576
+res size_neg as $A $Q set-limit $M/a/images/i3 -1
+res size_zero as $A $Q set-limit $M/a/images/i3 0
+res size_huge as $A $Q set-limit $M/a/images/i3 99999999999999999999999
+res size_overflow as $A $Q set-limit $M/a/images/i3 18446744073709551616
+res size_gt_fs as $A $Q set-limit $M/a/images/i3 1099511627776000
+res size_unit as $A $Q set-limit $M/a/images/i3 10M
+res size_hex as $A $Q set-limit $M/a/images/i3 0x100000
+res size_garbage as $A $Q set-limit $M/a/images/i3 'abc;rm -rf /'
+res size_empty as $A $Q set-limit $M/a/images/i3 ''
+res size_space as $A $Q set-limit $M/a/images/i3 ' 1048576'
+# Steal the victim's project ID: the kernel lets an owner set any ID on its
+# own dir from the initial user namespace; the helper must not act on it.
+res steal_chproj as $A xfs_io -c "chproj $VICTIM" $M/a/images/i3
+res steal_lsproj xfs_io -c lsproj $M/a/images/i3
+res steal_stats as $A $Q stats $M/a/images/i3
+res steal_set as $A $Q set-limit $M/a/images/i3 1048576
+res steal_after_set xfs_io -c lsproj $M/a/images/i3
+res steal_clear as $A $Q clear $M/a/images/i3
+res victim_stats as $B $Q stats $M/b/images/b1
+res root_stats $Q stats $M/b/images/b1
+
+# overlayfs copy-up through work/ in the same project (helper) vs. not.
+mkdir -p $UML_TMP/lower $UML_TMP/m4 $UML_TMP/m5
+echo base >$UML_TMP/lower/f
+res i4_ino stat -c %i $M/a/images/i4
+res i4_set as $A $Q set-limit $M/a/images/i4 10485760
+xfs_io -c "chproj 777" -c "chattr +P" $M/a/images/i5/diff
+mount -t overlay -o lowerdir=$UML_TMP/lower,upperdir=$M/a/images/i4/diff,workdir=$M/a/images/i4/work overlay $UML_TMP/m4
+mount -t overlay -o lowerdir=$UML_TMP/lower,upperdir=$M/a/images/i5/diff,workdir=$M/a/images/i5/work overlay $UML_TMP/m5
+res copyup_same sh -c "echo more >>$UML_TMP/m4/f && cat $UML_TMP/m4/f"
+res copyup_split sh -c "echo more >>$UML_TMP/m5/f"
+umount $UML_TMP/m4 $UML_TMP/m5
+
+# set-limit/clear cycles on fresh dirs, then delete them.
+N=${CYCLES:-50}
+as $A sh -c "i=1; while [ \$i -le $N ]; do mkdir -p $M/a/images/cyc\$i/diff $M/a/images/cyc\$i/work; i=\$((i+1)); done"
+fails=0
+ids=
+i=1
+while [ $i -le $N ]; do
+  d=$M/a/images/cyc$i
+  ids="$ids $(stat -c %i $d)"
+  as $A $Q set-limit $d 1048576 || fails=$((fails+1))
+  as $A dd if=/dev/zero of=$d/diff/f bs=64k count=4 2>/dev/null || fails=$((fails+1))
+  as $A $Q clear $d || fails=$((fails+1))
+  i=$((i+1))
+done
+res cycles echo "n=$N fails=$fails"
+res cycle_ids echo $ids
+res cycle_rm as $A sh -c "rm -rf $M/a/images/cyc*"
+res report xfs_quota -x -c 'report -p -n -N' $M
+`
+
+type stepResult struct {
+	rc  int
+	out string
+}
+
+func parseResults(t *testing.T, output string) map[string]stepResult {
+	t.Helper()
+	res := map[string]stepResult{}
+	for _, line := range strings.Split(output, "\n") {
+		rest, ok := strings.CutPrefix(line, "RESULT ")
+		if !ok {
+			continue
+		}
+		name, rest, _ := strings.Cut(rest, " rc=")
+		rcs, out, _ := strings.Cut(rest, " out=")
+		rc, err := strconv.Atoi(rcs)
+		if err != nil {
+			t.Fatalf("bad result line %q", line)
+		}
+		res[name] = stepResult{rc: rc, out: strings.ReplaceAll(out, "|", "\n")}
+	}
+	return res
+}
+
+// buildHelper builds taproot-quota, static, into dir/bin.
+func buildHelper(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "bin", "taproot-quota"), "github.com/taproot-dev/taproot/cmd/taproot-quota")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build taproot-quota: %v\n%s", err, out)
+	}
+}
+
+func TestQuotaHelperInUML(t *testing.T) {
+	SkipIfUnavailable(t)
+	start := time.Now()
+	dir := t.TempDir()
+	buildHelper(t, dir)
+	cycles := "50"
+	if testing.Short() {
+		cycles = "10"
+	}
+	res, err := Boot(context.Background(), t, quotaScript, Options{WorkDir: dir, Env: map[string]string{"CYCLES": cycles}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("UML boot %v, guest run %v, test total %v", res.BootTime.Round(time.Millisecond),
+		res.Duration.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	if res.ExitCode != 0 {
+		t.Errorf("guest script exited %d", res.ExitCode)
+	}
+	r := parseResults(t, res.Output)
+	if testing.Verbose() {
+		t.Logf("guest output:\n%s", res.Output)
+	}
+	step := func(name string) stepResult {
+		t.Helper()
+		s, ok := r[name]
+		if !ok {
+			t.Fatalf("step %s missing from guest output:\n%s", name, res.Output)
+		}
+		return s
+	}
+	ok := func(name string) string {
+		t.Helper()
+		s := step(name)
+		if s.rc != 0 {
+			t.Errorf("%s: exit %d, want 0: %s", name, s.rc, s.out)
+		}
+		return strings.TrimSpace(s.out)
+	}
+	refused := func(name, want string) {
+		t.Helper()
+		s := step(name)
+		if s.rc != 1 {
+			t.Errorf("%s: exit %d, want 1 (refused): %s", name, s.rc, s.out)
+		}
+		if !strings.HasPrefix(s.out, "taproot-quota: ") || strings.Count(strings.TrimSpace(s.out), "\n") != 0 {
+			t.Errorf("%s: want one line starting with taproot-quota:, got %q", name, s.out)
+		}
+		if !strings.Contains(s.out, want) {
+			t.Errorf("%s: error %q does not contain %q", name, s.out, want)
+		}
+	}
+	num := func(name string) uint64 {
+		t.Helper()
+		n, err := strconv.ParseUint(ok(name), 10, 64)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return n
+	}
+	stats := func(name string) statsJSON {
+		t.Helper()
+		var s statsJSON
+		if err := json.Unmarshal([]byte(ok(name)), &s); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		return s
+	}
+
+	if got := ok("setuid_bit"); got != "4755:root" {
+		t.Errorf("helper mode %q, want 4755:root", got)
+	}
+	var cs struct {
+		Filesystem string `json:"filesystem"`
+		Acct       bool   `json:"project_quota_accounting"`
+		Enforced   bool   `json:"project_quota_enforced"`
+		Capacity   uint64 `json:"capacity_bytes"`
+	}
+	if err := json.Unmarshal([]byte(ok("check_store")), &cs); err != nil {
+		t.Error(err)
+	}
+	if cs.Filesystem != "xfs" || !cs.Acct || !cs.Enforced || cs.Capacity < 400<<20 {
+		t.Errorf("check-store: %+v", cs)
+	}
+	refused("check_store_other", "not by the caller")
+
+	// Limit, project ID and inheritance.
+	ino := num("i1_ino")
+	ok("set_limit")
+	if p := ok("i1_proj"); !strings.Contains(p, fmt.Sprintf("projid = %d", ino)) || !strings.Contains(p, "P") {
+		t.Errorf("diff of i1 has %q, want projid %d and the P (inherit) flag", p, ino)
+	}
+	if p := ok("i1_work_proj"); !strings.Contains(p, fmt.Sprintf("projid = %d", ino)) {
+		t.Errorf("work of i1 has %q, want projid %d", p, ino)
+	}
+	if s := stats("stats_empty"); s.ProjectID != ino || s.BytesLimit != 10485760 || s.BytesUsed > 64<<10 {
+		t.Errorf("stats before writing: %+v, want project %d, limit 10485760, ~0 used", s, ino)
+	}
+	dd := step("dd_limited")
+	if dd.rc == 0 {
+		t.Errorf("20 MiB write under a 10 MiB limit succeeded: %s", dd.out)
+	}
+	if !strings.Contains(dd.out, "No space left on device") {
+		t.Errorf("write past the limit failed with %q, want ENOSPC", dd.out)
+	}
+	written := num("size_limited")
+	if written < 9<<20 || written > 10<<20 {
+		t.Errorf("wrote %d bytes under a 10 MiB limit, want about 10 MiB", written)
+	}
+	full := stats("stats_full")
+	if d := float64(full.BytesUsed) - float64(written); d < -0.05*float64(written) || d > 0.05*float64(written) {
+		t.Errorf("stats bytes_used %d, wrote %d: more than 5%% apart", full.BytesUsed, written)
+	}
+	if fb := stats("stats_fallback"); fb != full {
+		t.Errorf("quotactl(2) fallback reports %+v, quotactl_fd reports %+v", fb, full)
+	}
+	if s := step("dd_root_limited"); s.rc == 0 || !strings.Contains(s.out, "No space left on device") {
+		t.Errorf("root wrote past the project limit: exit %d %s", s.rc, s.out)
+	}
+	ok("dd_unlimited")
+	if n := num("size_unlimited"); n != 20<<20 {
+		t.Errorf("unlimited write gave %d bytes, want %d", n, 20<<20)
+	}
+	refused("stats_unlimited", "no project quota from this helper")
+
+	// Attacks.
+	victim := num("victim_ino")
+	ok("victim_set")
+	refused("atk_outside", "not inside a store listed")
+	refused("atk_symlink_etc", "symbolic link")
+	refused("atk_symlink_store", "symbolic link")
+	refused("atk_symlink_diff", "symbolic link")
+	refused("atk_dotdot", "not clean")
+	refused("atk_dotdot_escape", "not clean")
+	refused("atk_relative", "not clean and absolute")
+	refused("atk_other_set", "not by the caller")
+	refused("atk_other_clear", "not by the caller")
+	refused("atk_other_stats", "not by the caller")
+	refused("atk_unlisted", "not inside a store listed")
+	refused("atk_env_list", "not inside a store listed")
+	refused("atk_foreign_image", "not by the store's owner")
+	refused("atk_wide_image", "writable by group or others")
+	for _, n := range []string{"size_neg", "size_zero", "size_huge", "size_overflow", "size_unit", "size_hex", "size_garbage", "size_empty", "size_space"} {
+		refused(n, "invalid size")
+	}
+	refused("size_gt_fs", "larger than the filesystem")
+	ok("steal_chproj")
+	if p := ok("steal_lsproj"); !strings.Contains(p, fmt.Sprintf("projid = %d", victim)) {
+		t.Errorf("the kernel did not let the owner set a project ID (%q): update doc.go", p)
+	}
+	refused("steal_stats", "no project quota from this helper")
+	ok("steal_set")
+	if p := ok("steal_after_set"); strings.Contains(p, fmt.Sprintf("projid = %d", victim)) {
+		t.Errorf("set-limit kept the stolen project ID: %q", p)
+	}
+	ok("steal_clear")
+	if s := stats("victim_stats"); s.ProjectID != victim || s.BytesLimit != 10485760 {
+		t.Errorf("victim's quota changed: %+v, want project %d limit 10485760", s, victim)
+	}
+	if s := stats("root_stats"); s.ProjectID != victim {
+		t.Errorf("root's stats of a listed store: %+v", s)
+	}
+
+	// overlayfs copy-up needs work/ in the upper dir's project.
+	i4 := num("i4_ino")
+	ok("i4_set")
+	if got := ok("copyup_same"); got != "base\nmore" {
+		t.Errorf("copy-up with work/ in the project gave %q", got)
+	}
+	if s := step("copyup_split"); s.rc == 0 {
+		t.Errorf("copy-up with work/ outside the project succeeded; the EXDEV note in doc.go is wrong")
+	} else {
+		t.Logf("copy-up with work/ outside the upper dir's project fails: %s", strings.TrimSpace(s.out))
+	}
+
+	// Cycles leave nothing behind.
+	if c := ok("cycles"); c != "n="+cycles+" fails=0" {
+		t.Errorf("cycles: %s", c)
+	}
+	ok("cycle_rm")
+	left := map[uint64]bool{}
+	for _, line := range strings.Split(ok("report"), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || !strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		id, err := strconv.ParseUint(f[0][1:], 10, 64)
+		if err != nil {
+			t.Errorf("report line %q", line)
+			continue
+		}
+		left[id] = true
+	}
+	if !left[ino] || !left[victim] {
+		t.Errorf("xfs_quota report lacks the live projects %d and %d: %v", ino, victim, left)
+	}
+	cyc := strings.Fields(ok("cycle_ids"))
+	if strconv.Itoa(len(cyc)) != cycles {
+		t.Errorf("got %d cycle IDs", len(cyc))
+	}
+	for _, s := range cyc {
+		id, _ := strconv.ParseUint(s, 10, 64)
+		if left[id] && id != ino && id != victim {
+			t.Errorf("project %d of a cleared, deleted image is still in the quota report", id)
+		}
+	}
+	for id := range left {
+		if id != 0 && id != ino && id != victim && id != i4 && id != 777 {
+			t.Errorf("unexpected project %d left in the report", id)
+		}
+	}
+	t.Logf("quota report projects after the cycles: %v", left)
+}
+
+type statsJSON struct {
+	ProjectID  uint64 `json:"project_id"`
+	BytesUsed  uint64 `json:"bytes_used"`
+	BytesLimit uint64 `json:"bytes_limit"`
+}

@@ -1,0 +1,347 @@
+package overlayxfs
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Filesystem facts and the root-only steps of init-store: a loop-backed XFS
+// file with project quotas, and the root-owned list of stores that the
+// taproot-quota helper trusts.
+
+// FilesystemType names the filesystem dir is on ("xfs", "ext4", "btrfs",
+// "tmpfs", "overlay", …; an unknown one as its statfs magic in hex).
+func FilesystemType(dir string) (string, error) {
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(dir, &sfs); err != nil {
+		return "", &os.PathError{Op: "statfs", Path: dir, Err: err}
+	}
+	switch sfs.Type {
+	case unix.XFS_SUPER_MAGIC:
+		return "xfs", nil
+	case unix.EXT4_SUPER_MAGIC:
+		return "ext4", nil
+	case unix.BTRFS_SUPER_MAGIC:
+		return "btrfs", nil
+	case unix.TMPFS_MAGIC:
+		return "tmpfs", nil
+	case unix.OVERLAYFS_SUPER_MAGIC:
+		return "overlay", nil
+	case unix.NFS_SUPER_MAGIC:
+		return "nfs", nil
+	}
+	return fmt.Sprintf("0x%x", sfs.Type), nil
+}
+
+// Capacity is the total size in bytes of the filesystem dir is on.
+func Capacity(dir string) (uint64, error) {
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(dir, &sfs); err != nil {
+		return 0, &os.PathError{Op: "statfs", Path: dir, Err: err}
+	}
+	return sfs.Blocks * uint64(sfs.Bsize), nil
+}
+
+// ProjectQuotaEnabled says whether dir is on XFS mounted with project
+// quotas enforced (mount option pquota/prjquota, which XFS reports as
+// "prjquota" in its superblock options; "pqnoenforce" only accounts and
+// counts as not enabled).
+func ProjectQuotaEnabled(dir string) (bool, error) {
+	fsType, err := FilesystemType(dir)
+	if err != nil || fsType != "xfs" {
+		return false, err
+	}
+	m, err := mountOf(dir)
+	if err != nil {
+		return false, err
+	}
+	for _, o := range strings.Split(m.superOptions, ",") {
+		if o == "prjquota" || o == "pquota" {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// mountEntry is one line of /proc/self/mountinfo.
+type mountEntry struct {
+	mountPoint   string
+	fsType       string
+	source       string
+	superOptions string
+}
+
+// mountOf finds the mountinfo entry of the filesystem dir is on, by st_dev
+// (the last matching line: the mount on top).
+func mountOf(dir string) (mountEntry, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return mountEntry{}, &os.PathError{Op: "stat", Path: dir, Err: err}
+	}
+	want := fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev))
+	entries, err := readMountinfo()
+	if err != nil {
+		return mountEntry{}, err
+	}
+	var found *mountEntry
+	for i := range entries {
+		if entries[i].dev == want {
+			found = &entries[i].mountEntry
+		}
+	}
+	if found == nil {
+		return mountEntry{}, &os.PathError{Op: "find mount", Path: dir, Err: errors.New("no entry in /proc/self/mountinfo")}
+	}
+	return *found, nil
+}
+
+type mountinfoLine struct {
+	dev string
+	mountEntry
+}
+
+func readMountinfo() ([]mountinfoLine, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	var out []mountinfoLine
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		// id parent major:minor root mountpoint options [optional…] - fstype source superoptions
+		f := strings.Fields(sc.Text())
+		sep := -1
+		for i := 6; i < len(f); i++ {
+			if f[i] == "-" {
+				sep = i
+				break
+			}
+		}
+		if len(f) < 5 || sep < 0 || sep+3 >= len(f) {
+			continue
+		}
+		out = append(out, mountinfoLine{dev: f[2], mountEntry: mountEntry{
+			mountPoint:   unescapeMountinfo(f[4]),
+			fsType:       f[sep+1],
+			source:       unescapeMountinfo(f[sep+2]),
+			superOptions: f[sep+3],
+		}})
+	}
+	return out, sc.Err()
+}
+
+// unescapeMountinfo undoes the kernel's octal escapes (\040 for space…).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if v, ok := octal3(s[i+1 : i+4]); ok {
+				b.WriteByte(v)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func octal3(s string) (byte, bool) {
+	if len(s) != 3 {
+		return 0, false
+	}
+	v := 0
+	for _, c := range s {
+		if c < '0' || c > '7' {
+			return 0, false
+		}
+		v = v*8 + int(c-'0')
+	}
+	return byte(v), v < 256
+}
+
+// lookTool finds an admin tool in PATH or the sbin dirs, which a daemon's
+// PATH may lack.
+func lookTool(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, d := range []string{"/usr/sbin", "/sbin", "/usr/bin", "/bin"} {
+		p := filepath.Join(d, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found in PATH or /usr/sbin, /sbin", name)
+}
+
+func run(ctx context.Context, tool string, args ...string) error {
+	p, err := lookTool(tool)
+	if err != nil {
+		return err
+	}
+	out, err := exec.CommandContext(ctx, p, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w: %s", tool, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// MakeLoopXFS creates backingFile as a sparse file of sizeBytes (it must not
+// exist), makes an XFS filesystem in it with mkfs.xfs, and mounts it on
+// mountPoint (created 0755 if missing) with mount -o loop,pquota,noatime.
+// Root only. mkfs.xfs refuses filesystems under 300 MB.
+func MakeLoopXFS(ctx context.Context, backingFile string, sizeBytes int64, mountPoint string) error {
+	if sizeBytes <= 0 {
+		return fmt.Errorf("loop XFS size %d: must be positive", sizeBytes)
+	}
+	f, err := os.OpenFile(backingFile, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(sizeBytes); err != nil {
+		f.Close()
+		os.Remove(backingFile)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(backingFile)
+		return err
+	}
+	if err := run(ctx, "mkfs.xfs", "-q", backingFile); err != nil {
+		os.Remove(backingFile)
+		return err
+	}
+	if err := os.MkdirAll(mountPoint, 0o755); err != nil {
+		return err
+	}
+	return run(ctx, "mount", "-t", "xfs", "-o", "loop,pquota,noatime", backingFile, mountPoint)
+}
+
+// UnmountLoopXFS unmounts mountPoint and detaches its loop device (mount(8)
+// sets autoclear, so the detach usually has already happened; a device that
+// is already free is fine).
+func UnmountLoopXFS(ctx context.Context, mountPoint string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	mountPoint = filepath.Clean(mountPoint)
+	m, err := mountOf(mountPoint)
+	if err != nil {
+		return err
+	}
+	if m.mountPoint != mountPoint {
+		return &os.PathError{Op: "unmount", Path: mountPoint, Err: errors.New("not a mount point")}
+	}
+	if err := unix.Unmount(mountPoint, 0); err != nil {
+		return &os.PathError{Op: "unmount", Path: mountPoint, Err: err}
+	}
+	if !strings.HasPrefix(m.source, "/dev/loop") {
+		return nil
+	}
+	fd, err := unix.Open(m.source, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: m.source, Err: err}
+	}
+	defer unix.Close(fd)
+	if err := unix.IoctlSetInt(fd, unix.LOOP_CLR_FD, 0); err != nil && !errors.Is(err, unix.ENXIO) {
+		return &os.PathError{Op: "ioctl LOOP_CLR_FD", Path: m.source, Err: err}
+	}
+	return nil
+}
+
+// RegisterStore adds storeDir to the stores list listFile (normally
+// /etc/taproot/stores), creating the list root-owned 0644 in a 0755 dir.
+// Root only. Adding a store already listed is a no-op.
+func RegisterStore(listFile, storeDir string) error {
+	return editStores(listFile, storeDir, true)
+}
+
+// UnregisterStore removes storeDir from the stores list. Removing a store
+// that is not listed, or from a list that does not exist, is a no-op.
+func UnregisterStore(listFile, storeDir string) error {
+	return editStores(listFile, storeDir, false)
+}
+
+func editStores(listFile, storeDir string, add bool) error {
+	if !filepath.IsAbs(storeDir) || filepath.Clean(storeDir) != storeDir || storeDir == "/" || strings.ContainsAny(storeDir, "\n\x00") {
+		return fmt.Errorf("store path %q must be clean and absolute", storeDir)
+	}
+	old, err := os.ReadFile(listFile)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if errors.Is(err, os.ErrNotExist) && !add {
+		return nil
+	}
+	var lines []string
+	found := false
+	for _, l := range strings.Split(string(old), "\n") {
+		if strings.TrimSpace(l) == storeDir {
+			found = true
+			if !add {
+				continue
+			}
+		}
+		lines = append(lines, l)
+	}
+	for len(lines) > 0 && lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	}
+	if found == add {
+		return nil // already listed / already absent
+	}
+	if add {
+		lines = append(lines, storeDir)
+	}
+	content := strings.Join(lines, "\n")
+	if content != "" {
+		content += "\n"
+	}
+	dir := filepath.Dir(listFile)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".stores-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.WriteString(content); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), listFile); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

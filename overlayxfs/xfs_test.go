@@ -1,0 +1,132 @@
+package overlayxfs
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestRegisterStore(t *testing.T) {
+	list := filepath.Join(t.TempDir(), "etc", "taproot", "stores")
+	if err := UnregisterStore(list, "/s/a"); err != nil {
+		t.Fatalf("unregister from a missing list: %v", err)
+	}
+	for _, s := range []string{"/s/a", "/s/b", "/s/a"} {
+		if err := RegisterStore(list, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(want string) {
+		t.Helper()
+		b, err := os.ReadFile(list)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(b) != want {
+			t.Errorf("list is %q, want %q", b, want)
+		}
+		fi, _ := os.Stat(list)
+		if fi.Mode().Perm() != 0o644 {
+			t.Errorf("list mode %v", fi.Mode())
+		}
+		di, _ := os.Stat(filepath.Dir(list))
+		if di.Mode().Perm() != 0o755 {
+			t.Errorf("list dir mode %v", di.Mode())
+		}
+	}
+	check("/s/a\n/s/b\n")
+	if err := UnregisterStore(list, "/s/a"); err != nil {
+		t.Fatal(err)
+	}
+	check("/s/b\n")
+	if err := UnregisterStore(list, "/s/b"); err != nil {
+		t.Fatal(err)
+	}
+	check("")
+	for _, bad := range []string{"rel", "/s/../x", "/", "/s/a/", "/a\nb"} {
+		if err := RegisterStore(list, bad); err == nil {
+			t.Errorf("RegisterStore(%q) accepted", bad)
+		}
+	}
+	ents, _ := os.ReadDir(filepath.Dir(list))
+	if len(ents) != 1 {
+		t.Errorf("temp files left behind: %v", ents)
+	}
+}
+
+func TestFilesystemFacts(t *testing.T) {
+	typ, err := FilesystemType("/proc")
+	if err != nil || typ != "0x9fa0" {
+		t.Errorf("FilesystemType(/proc) = %q, %v", typ, err)
+	}
+	if _, err := FilesystemType("/nonexistent/x"); err == nil {
+		t.Error("no error for a missing dir")
+	}
+	if on, err := ProjectQuotaEnabled("/proc"); err != nil || on {
+		t.Errorf("ProjectQuotaEnabled(/proc) = %v, %v", on, err)
+	}
+	c, err := Capacity(t.TempDir())
+	if err != nil || c == 0 {
+		t.Errorf("Capacity = %d, %v", c, err)
+	}
+	m, err := mountOf("/proc")
+	if err != nil || m.mountPoint != "/proc" || m.fsType != "proc" {
+		t.Errorf("mountOf(/proc) = %+v, %v", m, err)
+	}
+	if got := unescapeMountinfo(`/a\040b\134c\`); got != `/a b\c\` {
+		t.Errorf("unescape gave %q", got)
+	}
+}
+
+// TestLoopXFS needs root, a loop device and XFS with project quotas; the
+// UML acceptance test runs it (TAPROOT_TEST_LOOP_XFS=1) inside its guest.
+func TestLoopXFS(t *testing.T) {
+	if os.Getenv("TAPROOT_TEST_LOOP_XFS") != "1" {
+		t.Skip("set TAPROOT_TEST_LOOP_XFS=1 where a root loop XFS mount with pquota works (acceptance/uml does)")
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	backing, mnt := filepath.Join(dir, "store.xfs"), filepath.Join(dir, "mnt")
+	if err := MakeLoopXFS(ctx, backing, 400<<20, mnt); err != nil {
+		t.Fatal(err)
+	}
+	mounted := true
+	defer func() {
+		if mounted {
+			UnmountLoopXFS(ctx, mnt)
+		}
+	}()
+	if err := MakeLoopXFS(ctx, backing, 400<<20, mnt); err == nil {
+		t.Error("MakeLoopXFS over an existing backing file succeeded")
+	}
+	typ, err := FilesystemType(mnt)
+	if err != nil || typ != "xfs" {
+		t.Errorf("FilesystemType = %q, %v", typ, err)
+	}
+	on, err := ProjectQuotaEnabled(mnt)
+	if err != nil || !on {
+		t.Errorf("ProjectQuotaEnabled = %v, %v", on, err)
+	}
+	c, err := Capacity(mnt)
+	if err != nil || c < 300<<20 || c > 400<<20 {
+		t.Errorf("Capacity = %d, %v", c, err)
+	}
+	m, err := mountOf(mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := UnmountLoopXFS(ctx, mnt); err != nil {
+		t.Fatal(err)
+	}
+	mounted = false
+	if typ, _ := FilesystemType(mnt); typ == "xfs" {
+		t.Error("still mounted")
+	}
+	if b, err := os.ReadFile("/sys/block/" + filepath.Base(m.source) + "/loop/backing_file"); err == nil {
+		t.Errorf("loop device %s still attached to %s", m.source, b)
+	}
+	if err := UnmountLoopXFS(ctx, mnt); err == nil {
+		t.Error("unmounting a plain dir succeeded")
+	}
+}
