@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/taproot-dev/taproot/internal/flock"
 	"github.com/vbatts/tar-split/tar/storage"
 )
 
@@ -133,6 +134,11 @@ func (s *Store) Check(ctx context.Context, repair bool) (CheckReport, error) {
 	for _, e := range tmps {
 		rep.Debris = append(rep.Debris, filepath.Join("tmp", e.Name()))
 	}
+	// Lock files that guard nothing (left by killed processes); repair
+	// removes them through RemoveDebris.
+	for _, name := range s.staleLockFiles() {
+		rep.Debris = append(rep.Debris, filepath.Join("locks", name))
+	}
 	rep.Healthy = len(rep.Layers) == 0 && len(rep.Images) == 0 && len(rep.DanglingLinks) == 0 && len(rep.MissingLinks) == 0 && len(rep.Debris) == 0
 	if !repair || rep.Healthy {
 		return rep, nil
@@ -222,4 +228,46 @@ func extraFiles(diffDir string, tarSplitGz io.Reader) ([]string, error) {
 		return nil
 	})
 	return extra, err
+}
+
+// staleLockFiles lists lock files of scratch dirs, layers and images that
+// do not exist, and fetch locks, that nobody holds: what removeStaleLocks
+// removes.
+func (s *Store) staleLockFiles() []string {
+	var stale []string
+	entries, _ := os.ReadDir(filepath.Join(s.root, "locks"))
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".lock")
+		if !ok {
+			continue
+		}
+		kind, rest, _ := strings.Cut(name, "-")
+		var guarded string
+		switch kind {
+		case "tmp":
+			guarded = filepath.Join(s.root, "tmp", rest)
+		case "fetch":
+		case "layer":
+			guarded = s.layerDir(rest)
+		case "image":
+			if ValidateID(rest) != nil {
+				continue
+			}
+			guarded = s.imageDir(rest)
+		default:
+			continue
+		}
+		if guarded != "" && exists(guarded) {
+			continue
+		}
+		l, ok, err := flock.TryExclusive(s.lockPath(name))
+		if err != nil || !ok {
+			continue // held: its process is alive
+		}
+		if guarded == "" || !exists(guarded) {
+			stale = append(stale, e.Name())
+		}
+		l.Release()
+	}
+	return stale
 }

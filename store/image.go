@@ -96,9 +96,10 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 		return rec, err
 	}
 
+	quota := false
 	defer func() {
 		if err != nil {
-			if s.opts.Limiter != nil && req.DiskLimit > 0 {
+			if quota {
 				s.opts.Limiter.Clear(context.WithoutCancel(ctx), dir)
 			}
 			if rmErr := s.removeAll(context.WithoutCancel(ctx), dir); rmErr != nil {
@@ -118,20 +119,28 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 			return rec, err
 		}
 	}
-	quota := false
-	if req.DiskLimit > 0 {
-		if s.opts.Limiter == nil {
-			s.log.Warn("disk limit ignored: this store has no project quotas (run init-store on XFS)", "id", req.ID)
-		} else {
-			limit := req.DiskLimit
-			if !req.ExcludeBase {
-				limit -= uint64(base)
-			}
-			if err := s.opts.Limiter.SetLimit(ctx, dir, limit); err != nil {
-				return rec, fmt.Errorf("image %q: set disk limit: %w", req.ID, err)
-			}
-			quota = true
+	switch {
+	case s.opts.Limiter != nil:
+		// Every image on a quota store gets a project, limited or not, so
+		// that stats can read its usage without walking its files.
+		limit := req.DiskLimit
+		if limit > 0 && !req.ExcludeBase {
+			limit -= uint64(base)
 		}
+		if limit == 0 {
+			if limit, err = overlayxfs.Capacity(dir); err != nil {
+				return rec, err
+			}
+		}
+		if limit == 0 {
+			return rec, fmt.Errorf("image %q: %w: limit %d bytes, image %d bytes", req.ID, ErrLimitBelowBase, req.DiskLimit, base)
+		}
+		quota = true // from here a failure must clear it
+		if err := s.opts.Limiter.SetLimit(ctx, dir, limit); err != nil {
+			return rec, fmt.Errorf("image %q: set disk limit: %w", req.ID, err)
+		}
+	case req.DiskLimit > 0:
+		s.warnNoQuotaOnce()
 	}
 	rec = ImageRecord{
 		ID:             req.ID,
@@ -299,4 +308,16 @@ func (s *Store) ContainerRoot() (uid, gid uint32, err error) {
 	}
 	gid, err = idmap.ToHost(s.meta.GIDMappings, 0)
 	return uid, gid, err
+}
+
+// warnNoQuotaOnce says, the first time a limit is asked of a store without
+// project quotas, that limits are not enforced.
+func (s *Store) warnNoQuotaOnce() {
+	marker := filepath.Join(s.root, "meta", "no-quota-warned")
+	f, err := os.OpenFile(marker, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return
+	}
+	f.Close()
+	s.log.Warn("disk limits are not enforced: this store is not on XFS with project quotas (see taproot init-store --help)", "store", s.root)
 }

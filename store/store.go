@@ -120,25 +120,7 @@ func Open(ctx context.Context, root string, opts Options) (*Store, error) {
 // DefaultMappings returns the mapping for the current caller: maximus for
 // root, else the caller's sub-IDs.
 func DefaultMappings() (uids, gids []idmap.Mapping, err error) {
-	if os.Geteuid() == 0 {
-		return idmap.Maximus(), idmap.Maximus(), nil
-	}
-	uid, gid := uint32(os.Geteuid()), uint32(os.Getegid())
-	uids, err = idmap.ForUser("/etc/subuid", uid, uid)
-	if err != nil {
-		return nil, nil, err
-	}
-	gids, err = idmapForGroup(uid, gid)
-	return uids, gids, err
-}
-
-func idmapForGroup(uid, gid uint32) ([]idmap.Mapping, error) {
-	ms, err := idmap.ForUser("/etc/subgid", uid, uid)
-	if err != nil {
-		return nil, err
-	}
-	ms[0].HostID = gid
-	return ms, idmap.Validate(ms)
+	return mappingsFor(uint32(os.Geteuid()), uint32(os.Getegid()))
 }
 
 func (s *Store) checkMapping() error {

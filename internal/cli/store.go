@@ -7,6 +7,7 @@ import (
 	"syscall"
 
 	"github.com/taproot-dev/taproot/internal/idmap"
+	"github.com/taproot-dev/taproot/overlayxfs"
 	"github.com/taproot-dev/taproot/store"
 )
 
@@ -38,7 +39,21 @@ func (m mappingFlags) parse(g *globals) (uids, gids []idmap.Mapping, err error) 
 
 // openStore opens the store with the given mappings (nil = the store's).
 func (g *globals) openStore(ctx context.Context, uids, gids []idmap.Mapping) (*store.Store, error) {
-	return store.Open(ctx, g.storePath, store.Options{
+	st, err := store.Open(ctx, g.storePath, g.storeOptions(uids, gids, nil))
+	if err != nil || !st.Meta().Quota {
+		return st, err
+	}
+	helper := g.quotaHelperPath()
+	if helper == "" {
+		g.log.Warn("the store has XFS project quotas but taproot-quota is not installed: no disk limits", "store", st.Root())
+		return st, nil
+	}
+	return store.Open(ctx, g.storePath, g.storeOptions(uids, gids, quotaLimiter{overlayxfs.QuotaHelper{Path: helper}}))
+}
+
+func (g *globals) storeOptions(uids, gids []idmap.Mapping, lim store.Limiter) store.Options {
+	return store.Options{
+		Limiter:        lim,
 		UIDMappings:    uids,
 		GIDMappings:    gids,
 		WorkerExe:      "/proc/self/exe",
@@ -48,7 +63,7 @@ func (g *globals) openStore(ctx context.Context, uids, gids []idmap.Mapping) (*s
 		Sync:           g.cfg.Create.Sync,
 		Logger:         g.log,
 		DeferReclaim:   true,
-	})
+	}
 }
 
 // startReclaim removes deleted images' files in a detached process, so that

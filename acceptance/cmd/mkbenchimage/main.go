@@ -84,7 +84,7 @@ func build(kind string, args []string) error {
 	out := fl.String("out", "", "OCI layout directory to write (created if missing)")
 	tag := fl.String("tag", "latest", "tag of the image in the layout")
 	comp := fl.String("compression", "gzip", "layer compression: gzip or zstd")
-	budget := fl.Int64("budget", 330<<20, "debian: uncompressed bytes of file content per layer, at most")
+	budget := fl.Int64("budget", 170<<20, "debian: uncompressed bytes of file content per layer, at most")
 	files := fl.Int("files", 60000, "smallfiles: number of files")
 	layers := fl.Int("layers", 150, "manylayers: number of layers")
 	fl.Parse(args)
@@ -249,6 +249,9 @@ func writeLayer(dir, comp string, src layerSource) (v1.Descriptor, digest.Digest
 		return v1.Descriptor{}, "", err
 	}
 	if err := bw.Flush(); err != nil {
+		return v1.Descriptor{}, "", err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
 		return v1.Descriptor{}, "", err
 	}
 	if err := tmp.Close(); err != nil {
