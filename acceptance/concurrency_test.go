@@ -55,6 +55,7 @@ type blobProxy struct {
 
 	mu       sync.Mutex
 	delay    map[string]time.Duration // blob digest -> time to serve its body over
+	fail     map[string]bool          // blob digest -> answer GETs with 404
 	gets     map[string]int           // blob digest -> GETs started
 	inFlight map[string]int           // blob digest -> GETs whose body is not done
 	started  map[string]chan struct{} // closed at the first GET of a digest
@@ -74,6 +75,7 @@ func startBlobProxy(t *testing.T) *blobProxy {
 	p := &blobProxy{
 		addr:     l.Addr().String(),
 		delay:    map[string]time.Duration{},
+		fail:     map[string]bool{},
 		gets:     map[string]int{},
 		inFlight: map[string]int{},
 		started:  map[string]chan struct{}{},
@@ -103,6 +105,11 @@ func startBlobProxy(t *testing.T) *blobProxy {
 				p.gets[m[1]]++
 				if c, ok := p.started[m[1]]; ok && p.gets[m[1]] == 1 {
 					close(c)
+				}
+				if p.fail[m[1]] {
+					p.mu.Unlock()
+					http.Error(w, `{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}`, http.StatusNotFound)
+					return
 				}
 			} else if strings.Contains(r.URL.Path, "/manifests/") {
 				p.manifest = append(p.manifest, time.Now())
@@ -202,6 +209,33 @@ func (b *slowBody) done() {
 // createArgs are the arguments of a create through the proxy.
 func (p *blobProxy) createArgs(ref, id string) []string {
 	return []string{"create", "--insecure-registry", p.addr, ref, id}
+}
+
+// staleLocks lists lock files that guard nothing: a layer, image or
+// scratch dir that is not there, or a fetch that is not running (the
+// callers make sure none is). init.lock is the store's own.
+func staleLocks(t *testing.T, store string) []string {
+	t.Helper()
+	var out []string
+	for _, n := range dirEntries(t, filepath.Join(store, "locks")) {
+		name, _ := strings.CutSuffix(n, ".lock")
+		kind, rest, _ := strings.Cut(name, "-")
+		ok := false
+		switch kind {
+		case "init":
+			ok = name == "init"
+		case "layer":
+			ok = exists(filepath.Join(store, "layers", rest))
+		case "image":
+			ok = exists(filepath.Join(store, "images", rest))
+		case "tmp":
+			ok = exists(filepath.Join(store, "tmp", rest))
+		}
+		if !ok {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // concurrently runs f(0..n-1) in goroutines, all released at once.
@@ -459,7 +493,7 @@ func TestKilledCreateDuringDownload(t *testing.T) {
 	if got := dirEntries(t, filepath.Join(store, "tmp")); len(got) != 0 {
 		t.Errorf("tmp/ holds %v after clean", got)
 	}
-	if got := lockFiles(t, store, "fetch-", "tmp-"); len(got) != 0 {
+	if got := staleLocks(t, store); len(got) != 0 {
 		t.Errorf("locks/ holds %v after clean", got)
 	}
 	r = taproot(t, store, "check")
@@ -472,6 +506,44 @@ func TestKilledCreateDuringDownload(t *testing.T) {
 	// The image made after the kill is whole: clean removed none of it.
 	if got := sh(t, store, frag, "cat /k/id"); got != name+"\n" {
 		t.Errorf("container after clean sees %q", got)
+	}
+}
+
+// A create whose layer cannot be downloaded fails and leaves nothing
+// behind: no image, no scratch dir, no lock file; the layers it did get
+// stay (a retry needs them) until clean removes them.
+func TestFailedCreateLeavesNoLocks(t *testing.T) {
+	need(t)
+	t.Parallel()
+	name := uniq("failed")
+	_, b := pushImage(t, name, busyboxImage(randomLayer(name, "f", 64<<10)))
+	p := startBlobProxy(t)
+	p.mu.Lock()
+	p.fail[b.Layers[1].Digest.String()] = true
+	p.mu.Unlock()
+	store := newStore(t)
+	r := taproot(t, store, p.createArgs(p.ref("acceptance/"+name), "f")...)
+	if r.code == 0 {
+		t.Fatalf("create with a missing blob succeeded:\n%s", r)
+	}
+	if got := dirEntries(t, filepath.Join(store, "images")); len(got) != 0 {
+		t.Errorf("images/ holds %v after a failed create", got)
+	}
+	if got := dirEntries(t, filepath.Join(store, "tmp")); len(got) != 0 {
+		t.Errorf("tmp/ holds %v after a failed create", got)
+	}
+	if got := staleLocks(t, store); len(got) != 0 {
+		t.Errorf("a failed create left lock files %v\n%s", got, r)
+	}
+	before := dirEntries(t, filepath.Join(store, "layers"))
+	if c := clean(t, store, nil); *c.LayersRemoved != len(before) {
+		t.Errorf("clean removed %d layers, want the %d the failed create left (%v)", *c.LayersRemoved, len(before), before)
+	}
+	if got := dirEntries(t, filepath.Join(store, "layers")); len(got) != 0 {
+		t.Errorf("layers/ holds %v after clean", got)
+	}
+	if got := dirEntries(t, filepath.Join(store, "locks")); strings.Join(got, ",") != "init.lock" {
+		t.Errorf("locks/ holds %v after clean, want only init.lock", got)
 	}
 }
 

@@ -249,9 +249,6 @@ func TestGardenImagePlugin(t *testing.T) {
 	// Capacity: {"capacity": N}.
 	t.Run("capacity", func(t *testing.T) {
 		r := runPlugin(t, false, plugin.argv("capacity"))
-		if r.code != 0 && strings.Contains(r.stderr, "unknown command") {
-			t.Skipf("`taproot capacity` does not exist yet (being added with init-store): %s", strings.TrimSpace(r.stderr))
-		}
 		if r.code != 0 {
 			t.Fatalf("running image plugin capacity:\n%s", r)
 		}

@@ -716,9 +716,11 @@ func TestAuth(t *testing.T) {
 	fx := buildFixture(t)
 	// Push through an authenticating proxy: our push helper is anonymous.
 	target, _ := url.Parse("http://" + reg.host)
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	director := proxy.Director
-	proxy.Director = func(r *http.Request) { director(r); r.SetBasicAuth("alice", "s3cret") }
+	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(target)
+		r.Out.Host = r.In.Host // upload Locations must point back at the proxy
+		r.Out.SetBasicAuth("alice", "s3cret")
+	}}
 	srv := httptest.NewServer(proxy)
 	defer srv.Close()
 	pushImage(t, strings.TrimPrefix(srv.URL, "http://"), "test/img", "v1", fx.single)
