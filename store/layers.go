@@ -104,10 +104,13 @@ func (s *Store) ensureLayers(ctx context.Context, layers []Layer) (keys []string
 			known = append(known, l)
 		}
 	}
-	held = heldLayers{}
+	// The deferred release must see the locks even though the error
+	// returns below set the named result to nil.
+	locks := heldLayers{}
+	held = locks
 	defer func() {
 		if err != nil {
-			s.releaseHeld(held)
+			s.releaseHeld(locks)
 		}
 	}()
 	if len(unknown) > 0 {
