@@ -16,6 +16,8 @@ DOCDIR ?= $(PREFIX)/share/doc/taproot
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/acceptance')
 FUZZTIME ?= 30s
 SOAK_COUNT ?= 5
+# TestSoak runs 30 s in `make test`; `make soak` runs it this long.
+SOAK_SECONDS ?= 300
 
 .PHONY: all build deps test-user vet unit acceptance test demo bench soak fuzz install install-files man deb lint clean
 
@@ -51,9 +53,9 @@ demo: deps test-user build
 bench:
 	$(GO) test -run='^$$' -bench=. ./...
 
-# Runs the acceptance suite SOAK_COUNT times in a row.
+# Runs the acceptance suite SOAK_COUNT times in a row, TestSoak SOAK_SECONDS each.
 soak: build
-	TAPROOT_BIN=$(BIN)/taproot TAPROOT_QUOTA_BIN=$(BIN)/taproot-quota \
+	TAPROOT_BIN=$(BIN)/taproot TAPROOT_QUOTA_BIN=$(BIN)/taproot-quota TAPROOT_SOAK_SECONDS=$(SOAK_SECONDS) \
 		$(GO) test -count=$(SOAK_COUNT) -timeout 120m ./acceptance/
 
 # Runs every Fuzz target for FUZZTIME each.
@@ -61,7 +63,7 @@ fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \
 		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 			echo "== $$pkg $$f"; \
-			$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg; \
+			$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s $$pkg; \
 		done; \
 	done
 

@@ -66,7 +66,7 @@ type blobProxy struct {
 
 var blobPath = regexp.MustCompile(`^/v2/.+/blobs/(sha256:[0-9a-f]{64})$`)
 
-func startBlobProxy(t *testing.T) *blobProxy {
+func startBlobProxy(t testing.TB) *blobProxy {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -681,4 +681,96 @@ func lockFiles(t *testing.T, store string, prefixes ...string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// BenchmarkConcurrentColdCreates compares 20 concurrent creates of one
+// image new to the store with a single cold create of it, straight from the
+// loopback registry and through the proxy with each layer blob spread over
+// a second (a slow network). It reports wall times, their ratio and the
+// registry's GETs per layer blob in the concurrent case (1 = each blob once).
+// Run: TAPROOT_BIN=$PWD/bin/taproot go test ./acceptance/ -run '^$' -bench ConcurrentColdCreates -v
+func BenchmarkConcurrentColdCreates(b *testing.B) {
+	if h.skip != "" {
+		b.Skip(h.skip)
+	}
+	if h.fatal != nil || h.taprootErr != nil {
+		b.Fatalf("acceptance setup: %v %v", h.fatal, h.taprootErr)
+	}
+	for _, bc := range []struct {
+		name  string
+		delay time.Duration
+	}{{"loopback", 0}, {"slow-network-1s-per-blob", time.Second}} {
+		b.Run(bc.name, func(b *testing.B) {
+			const n = 20
+			var single, conc time.Duration
+			var fetches float64
+			for it := 0; it < b.N; it++ {
+				b.StopTimer()
+				name := uniq("bench")
+				img := busyboxImage(randomLayer(name+"-1", "one", 1<<20), randomLayer(name+"-2", "two", 1<<20))
+				dir := filepath.Join(h.work, "layouts", name)
+				if err := mkdirOwned(dir); err != nil {
+					b.Fatal(err)
+				}
+				built, err := ib.WriteLayout(dir, "latest", img)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, repo := range []string{name + "-single", name + "-conc"} {
+					if err := ib.Push(b.Context(), built, h.registry, "acceptance/"+repo); err != nil {
+						b.Fatal(err)
+					}
+				}
+				p := startBlobProxy(b)
+				for _, l := range built.Layers {
+					p.slow(l.Digest.String(), bc.delay)
+				}
+				run := func(store, repo, id string) error {
+					if err := mkdirOwned(filepath.Dir(store)); err != nil {
+						return err
+					}
+					argv := asUser(append([]string{h.taproot, "--store", store}, p.createArgs(p.ref("acceptance/"+repo), id)...)...)
+					cmd := exec.Command(argv[0], argv[1:]...)
+					cmd.Env, cmd.Dir = userEnv(), "/"
+					out, err := cmd.CombinedOutput()
+					if err != nil {
+						return fmt.Errorf("create %s: %v\n%s", id, err, out)
+					}
+					return nil
+				}
+				b.StartTimer()
+				start := time.Now()
+				if err := run(filepath.Join(h.work, "stores", name+"-single", "store"), name+"-single", "s"); err != nil {
+					b.Fatal(err)
+				}
+				single += time.Since(start)
+				start = time.Now()
+				errs := make([]error, n)
+				concurrently(n, func(i int) {
+					errs[i] = run(filepath.Join(h.work, "stores", name+"-conc", "store"), name+"-conc", fmt.Sprintf("c%02d", i))
+				})
+				conc += time.Since(start)
+				b.StopTimer()
+				for _, err := range errs {
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				gets := 0
+				data, _ := os.ReadFile(h.regLog)
+				for _, l := range built.Layers {
+					re := regexp.MustCompile(`"GET /v2/acceptance/` + regexp.QuoteMeta(name+"-conc") + `/blobs/` + regexp.QuoteMeta(l.Digest.String()) + ` HTTP/[0-9.]+" (200|206) `)
+					gets += len(re.FindAll(data, -1))
+				}
+				fetches += float64(gets) / float64(len(built.Layers))
+				p.srv.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(single.Milliseconds())/float64(b.N), "ms/single-cold-create")
+			b.ReportMetric(float64(conc.Milliseconds())/float64(b.N), "ms/20-concurrent-cold-creates")
+			b.ReportMetric(float64(conc)/float64(single), "x-single")
+			b.ReportMetric(fetches/float64(b.N), "GETs/blob")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
 }

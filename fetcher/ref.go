@@ -124,7 +124,9 @@ func parseRef(s string) (Reference, error) {
 		return parseDocker(rest)
 	}
 	if rest, ok := strings.CutPrefix(s, "oci:"); ok {
-		if rest == "" {
+		// "oci::tag" names no directory: containers/image would take
+		// the working directory, and the canonical form would not parse.
+		if dir, _, _ := strings.Cut(rest, ":"); dir == "" {
 			return Reference{}, errors.New("oci: needs a directory")
 		}
 		ir, err := ocilayout.ParseReference(rest)
@@ -134,7 +136,9 @@ func parseRef(s string) (Reference, error) {
 		return Reference{Kind: OCILayout, Canonical: "oci:" + strings.TrimSuffix(ir.StringWithinTransport(), ":"), Path: pathOf(rest), imgRef: ir}, nil
 	}
 	if rest, ok := strings.CutPrefix(s, "oci-archive:"); ok {
-		if rest == "" {
+		// "oci-archive::tag" names no file: containers/image would take
+		// the working directory, and the canonical form would not parse.
+		if dir, _, _ := strings.Cut(rest, ":"); dir == "" {
 			return Reference{}, errors.New("oci-archive: needs a file")
 		}
 		ir, err := ociarchive.ParseReference(rest)
@@ -144,7 +148,9 @@ func parseRef(s string) (Reference, error) {
 		return Reference{Kind: OCIArchive, Canonical: "oci-archive:" + strings.TrimSuffix(ir.StringWithinTransport(), ":"), Path: pathOf(rest), imgRef: ir}, nil
 	}
 	if rest, ok := strings.CutPrefix(s, "docker-archive:"); ok {
-		if rest == "" {
+		// "docker-archive::tag" names no file: containers/image would take
+		// the working directory, and the canonical form would not parse.
+		if dir, _, _ := strings.Cut(rest, ":"); dir == "" {
 			return Reference{}, errors.New("docker-archive: needs a file")
 		}
 		ir, err := dockerarchive.ParseReference(rest)

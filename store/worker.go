@@ -15,6 +15,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/taproot-dev/taproot/internal/userns"
 	"github.com/taproot-dev/taproot/unpacker"
+	"golang.org/x/sys/unix"
 )
 
 // The worker runs inside a user namespace with the store's mapping, as root
@@ -203,6 +204,7 @@ func (s *Store) runWorker(ctx context.Context, req workerRequest, streams []func
 		if err != nil {
 			return resp, err
 		}
+		growPipe(w)
 		readEnds, writeEnds = append(readEnds, r), append(writeEnds, w)
 	}
 	for i := range req.Unpack {
@@ -291,4 +293,22 @@ func (s *Store) runWorker(ctx context.Context, req workerRequest, streams []func
 		s.log.Debug("worker stderr", "output", strings.TrimSpace(stderr.String()))
 	}
 	return resp, nil
+}
+
+// layerPipeSize is the capacity asked for each layer pipe (the unprivileged
+// maximum is /proc/sys/fs/pipe-max-size, 1 MiB by default). The default
+// 64 KiB makes the feeder and the worker take turns every few dozen KiB; a
+// larger pipe lets the download run ahead while the worker decompresses.
+const layerPipeSize = 1 << 20
+
+// growPipe enlarges a pipe, best effort (through SyscallConn, which keeps
+// the file in the runtime poller, unlike Fd).
+func growPipe(f *os.File) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Control(func(fd uintptr) {
+		unix.FcntlInt(fd, unix.F_SETPIPE_SZ, layerPipeSize)
+	})
 }

@@ -8,6 +8,7 @@ import (
 	_ "crypto/sha512"
 	"errors"
 	"fmt"
+	"hash/crc64"
 	"io"
 	"os"
 	"path/filepath"
@@ -48,6 +49,26 @@ var (
 	magicXz    = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
 	magicBzip2 = []byte{'B', 'Z', 'h'}
 )
+
+// blobReadSize is the read size on the layer blob and the chunk size in
+// which file contents reach Unpack.
+const blobReadSize = 1 << 20
+
+// crcFilePutter is tar-split's discarding FilePutter (it only computes the
+// CRC64 that Reassemble checks) with a 1 MiB buffer instead of 32 KiB: its
+// copy loop sets the size of the chunks that the tee hands to Unpack through
+// tar-split's pipe, so bigger chunks mean fewer goroutine hand-offs and fewer,
+// larger write(2)s of file contents.
+type crcFilePutter struct{ buf []byte }
+
+func (p *crcFilePutter) Put(_ string, r io.Reader) (int64, []byte, error) {
+	if p.buf == nil {
+		p.buf = make([]byte, blobReadSize)
+	}
+	c := crc64.New(storage.CRCTable)
+	n, err := io.CopyBuffer(c, r, p.buf)
+	return n, c.Sum(nil), err
+}
 
 // countingReader counts the bytes read through it.
 type countingReader struct {
@@ -112,7 +133,8 @@ func UnpackLayer(ctx context.Context, blob io.Reader, dest string, spec LayerSpe
 
 	blobHash := algorithmOf(spec.BlobDigest).Digester()
 	raw := &countingReader{r: io.TeeReader(blob, blobHash.Hash())}
-	br := bufio.NewReaderSize(raw, 64<<10)
+	// Large reads: fewer syscalls on the worker's pipe (see store/worker.go).
+	br := bufio.NewReaderSize(raw, blobReadSize)
 	// A short blob simply gives a short peek; tar parsing reports it.
 	magic, _ := br.Peek(6)
 	var tarStream io.Reader
@@ -125,7 +147,10 @@ func UnpackLayer(ctx context.Context, blob io.Reader, dest string, spec LayerSpe
 		defer gz.Close()
 		tarStream = gz
 	case bytes.HasPrefix(magic, magicZstd):
-		zd, err := zstd.NewReader(br)
+		// One decoder goroutine per layer: layers are already decoded in
+		// parallel, and the default (GOMAXPROCS block decoders, each with
+		// its own buffers) costs tens of MiB per layer for no speed-up.
+		zd, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
 		if err != nil {
 			return res, fmt.Errorf("reading zstd layer: %w", err)
 		}
@@ -139,8 +164,13 @@ func UnpackLayer(ctx context.Context, blob io.Reader, dest string, spec LayerSpe
 	diffHash := algorithmOf(spec.DiffID).Digester()
 	uncompressed := &countingReader{r: io.TeeReader(tarStream, diffHash.Hash())}
 
-	gzw := gzip.NewWriter(tsFile)
-	its, done, err := asm.NewInputTarStreamWithDone(uncompressed, storage.NewJSONPacker(gzw), nil)
+	// The tar-split metadata is small and read rarely (squash, check):
+	// compress it at the fastest level, not the default one.
+	gzw, err := gzip.NewWriterLevel(tsFile, gzip.BestSpeed)
+	if err != nil {
+		return res, err
+	}
+	its, done, err := asm.NewInputTarStreamWithDone(uncompressed, storage.NewJSONPacker(gzw), &crcFilePutter{})
 	if err != nil {
 		return res, err
 	}

@@ -14,8 +14,9 @@ func NewCmdClean(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "clean",
 		Short: "Remove layers no image uses, and what killed processes left behind",
-		Long: `Clean removes layers (and squashed layers, short links, scratch dirs and
-unfinished images) that no image references. It never removes a layer that
+		Long: `Clean removes layers (and squashed layers, short links, scratch dirs,
+unfinished images and lock files of killed or failed creates) that no image
+references. It never removes a layer that
 a create running at the same time is about to use. With --threshold-bytes
 it does nothing unless the layers take more than that many bytes. Prints
 {"reclaimed_bytes":N,"layers_removed":M}. Safe to run from cron at any time.`,
