@@ -50,8 +50,11 @@ test: deps test-user build vet unit acceptance
 demo: deps test-user build
 	bash scripts/demo.sh
 
+# taproot vs rootless podman and skopeo+umoci on locally built images, served
+# by a local docker-registry (as root; installs what is missing; not pass/fail).
+# Go micro-benchmarks: $(GO) test -run='^$$' -bench=. ./...
 bench:
-	$(GO) test -run='^$$' -bench=. ./...
+	bash scripts/bench.sh
 
 # Runs the acceptance suite SOAK_COUNT times in a row, TestSoak SOAK_SECONDS each.
 soak: build

@@ -204,7 +204,9 @@ func (s *Store) runWorker(ctx context.Context, req workerRequest, streams []func
 		if err != nil {
 			return resp, err
 		}
-		growPipe(w)
+		if len(streams) <= maxGrownPipes {
+			growPipe(w)
+		}
 		readEnds, writeEnds = append(readEnds, r), append(writeEnds, w)
 	}
 	for i := range req.Unpack {
@@ -299,7 +301,13 @@ func (s *Store) runWorker(ctx context.Context, req workerRequest, streams []func
 // maximum is /proc/sys/fs/pipe-max-size, 1 MiB by default). The default
 // 64 KiB makes the feeder and the worker take turns every few dozen KiB; a
 // larger pipe lets the download run ahead while the worker decompresses.
-const layerPipeSize = 1 << 20
+// Only when there are few streams: an unprivileged user's pipes share
+// /proc/sys/fs/pipe-user-pages-soft (64 MiB), past which the kernel gives new
+// pipes a single page, and an image of 150 layers opens 150 pipes at once.
+const (
+	layerPipeSize = 1 << 20
+	maxGrownPipes = 16
+)
 
 // growPipe enlarges a pipe, best effort (through SyscallConn, which keeps
 // the file in the runtime poller, unlike Fd).
