@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -131,7 +132,11 @@ func Main(ctx context.Context, args []string, streams Streams) int {
 	cmd := NewCmdRoot(streams)
 	cmd.SetArgs(args)
 	if err := cmd.ExecuteContext(ctx); err != nil {
-		fmt.Fprintf(streams.Err, "taproot: %s\n", oneLine(err.Error()))
+		msg := oneLine(err.Error())
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			msg = "interrupted by a signal; what the command had started was removed"
+		}
+		fmt.Fprintf(streams.Err, "taproot: %s\n", msg)
 		return 1
 	}
 	return 0
