@@ -134,7 +134,7 @@ func Main(ctx context.Context, args []string, streams Streams) int {
 	if err := cmd.ExecuteContext(ctx); err != nil {
 		msg := oneLine(err.Error())
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-			msg = "interrupted by a signal; what the command had started was removed"
+			msg = "interrupted by a signal (" + err.Error() + ")"
 		}
 		fmt.Fprintf(streams.Err, "taproot: %s\n", msg)
 		return 1
