@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/taproot-dev/taproot/internal/flock"
+	"github.com/taproot-dev/taproot/unpacker"
 	"github.com/vbatts/tar-split/tar/storage"
 )
 
@@ -79,7 +80,7 @@ func (s *Store) Check(ctx context.Context, repair bool) (CheckReport, error) {
 			rep.Layers = append(rep.Layers, LayerProblem{key, fmt.Sprintf("record names diffID %s", rec.DiffID)})
 			continue
 		}
-		verify = append(verify, layerRef{Dir: s.layerDir(key), DiffID: rec.DiffID})
+		verify = append(verify, layerRef{Dir: s.layerDir(key), DiffID: rec.DiffID, ListOnly: rec.Unverifiable})
 		verifyKeys = append(verifyKeys, key)
 	}
 	rep.LayersChecked = len(keys)
@@ -187,7 +188,7 @@ func extraFiles(diffDir string, tarSplitGz io.Reader) ([]string, error) {
 		return nil, err
 	}
 	known := map[string]bool{".": true}
-	up := storage.NewJSONUnpacker(zr)
+	up := unpacker.NewEntryReader(zr)
 	for {
 		e, err := up.Next()
 		if err == io.EOF {

@@ -30,7 +30,7 @@ type CreateRequest struct {
 	ExcludeBase bool
 }
 
-// ErrLimitBelowBase reports a disk limit smaller than the image itself.
+// ErrLimitBelowBase reports a disk limit not larger than the image itself.
 var ErrLimitBelowBase = errors.New("disk limit is smaller than the image's base size")
 
 // Create makes image id from req: layers present and locked, squashed if
@@ -87,7 +87,9 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 		}
 		base += lr.Size
 	}
-	if req.DiskLimit > 0 && !req.ExcludeBase && req.DiskLimit < uint64(base) {
+	// A limit equal to the base leaves the upper dir 0 bytes, which XFS
+	// cannot express (a hard limit of 0 is no limit): refuse it too.
+	if req.DiskLimit > 0 && !req.ExcludeBase && req.DiskLimit <= uint64(base) {
 		return rec, fmt.Errorf("image %q: %w: limit %d bytes, image %d bytes", req.ID, ErrLimitBelowBase, req.DiskLimit, base)
 	}
 

@@ -282,6 +282,7 @@ func (s *Store) fetchLayers(ctx context.Context, missing []missingLayer) (err er
 			UncompressedTar: r.Result.UncompressedBytes,
 			Created:         time.Now().UTC(),
 			UnpackWarnings:  r.Result.Warnings,
+			Unverifiable:    r.Result.Unverifiable,
 		}
 		if err := s.publishLayer(m.key, tmps[i], &rec); err != nil {
 			errs = append(errs, err)
@@ -391,7 +392,7 @@ func (s *Store) unpackUnknown(ctx context.Context, layers []Layer, held heldLaye
 			return err
 		}
 		if !s.layerExists(key) {
-			err = s.publishLayer(key, t, &LayerRecord{DiffID: l.DiffID, Size: res.Bytes, UncompressedTar: res.UncompressedBytes, Created: time.Now().UTC(), UnpackWarnings: res.Warnings})
+			err = s.publishLayer(key, t, &LayerRecord{DiffID: l.DiffID, Size: res.Bytes, UncompressedTar: res.UncompressedBytes, Created: time.Now().UTC(), UnpackWarnings: res.Warnings, Unverifiable: res.Unverifiable})
 		}
 		lock.RemoveAndRelease()
 		s.removeTmp(ctx, t)

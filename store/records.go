@@ -39,6 +39,9 @@ type LayerRecord struct {
 	Created         time.Time     `json:"created"`
 	UnpackWarnings  []string      `json:"warnings,omitempty"`
 	UncompressedTar int64         `json:"uncompressed_tar_size,omitempty"`
+	// Unverifiable: the layer's tar repeats a path with content, so check
+	// can compare its file list but not rebuild its bytes.
+	Unverifiable bool `json:"unverifiable,omitempty"`
 }
 
 // ImageRecord is <store>/images/<id>/image.json: written last, so its

@@ -231,3 +231,29 @@ func TestManyLayersAreSquashed(t *testing.T) {
 		t.Fatal("a kept layer's file is in the squashed layer")
 	}
 }
+
+func TestDuplicatePathsAreUnpackedAndChecked(t *testing.T) {
+	st := testStore(t)
+	ctx := context.Background()
+	dirTwice := &fakeLayer{data: layerTar(t, entry{name: "d/", typ: tar.TypeDir}, entry{name: "d/", typ: tar.TypeDir}, entry{name: "d/f", body: "x"})}
+	fileTwice := &fakeLayer{data: layerTar(t, entry{name: "f", body: "first"}, entry{name: "f", body: "second"})}
+	dirThenFile := &fakeLayer{data: layerTar(t, entry{name: "y/", typ: tar.TypeDir}, entry{name: "y/in", body: "in"}, entry{name: "y", body: "file"})}
+	rec, err := st.Create(ctx, CreateRequest{ID: "dup", Layers: []Layer{dirThenFile.layer(), dirTwice.layer(), fileTwice.layer()}})
+	if err != nil {
+		t.Fatal("layers that repeat a path:", err)
+	}
+	top, _ := layerKey(rec.Layers[2])
+	got, err := os.ReadFile(filepath.Join(st.layerDir(top), "diff", "f"))
+	if err != nil || string(got) != "second" {
+		t.Fatalf("f = %q, %v; want the last entry's content", got, err)
+	}
+	rep, err := st.Check(ctx, false)
+	if err != nil || !rep.Healthy {
+		t.Fatalf("check after duplicate paths: %+v, %v", rep, err)
+	}
+	// The file list is still checked for a layer whose bytes cannot be.
+	os.WriteFile(filepath.Join(st.layerDir(top), "diff", "extra"), []byte("x"), 0o644)
+	if rep, err = st.Check(ctx, false); err != nil || rep.Healthy {
+		t.Fatalf("check missed an extra file in an unverifiable layer: %+v, %v", rep, err)
+	}
+}

@@ -28,7 +28,11 @@ type workerRequest struct {
 	Squash   *squashJob  `json:"squash,omitempty"`
 	Verify   []verifyJob `json:"verify,omitempty"`
 	MaxBytes int64       `json:"max_bytes,omitempty"`
-	Sync     bool        `json:"sync,omitempty"`
+	// Parallel bounds the layers unpacked at once (0 = all). The parent
+	// feeds at most as many streams at once, both in index order: see
+	// runWorker for why that cannot deadlock.
+	Parallel int  `json:"parallel,omitempty"`
+	Sync     bool `json:"sync,omitempty"`
 }
 
 type unpackJob struct {
@@ -48,6 +52,9 @@ type squashJob struct {
 type layerRef struct {
 	Dir    string        `json:"dir"` // layers/<key>
 	DiffID digest.Digest `json:"diff_id"`
+	// ListOnly: the layer repeats a path with content, so only its file
+	// list can be checked, not its bytes (see unpacker.LayerResult).
+	ListOnly bool `json:"list_only,omitempty"`
 }
 
 type verifyJob = layerRef
@@ -83,11 +90,18 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 
 	if len(req.Unpack) > 0 {
 		resp.Unpack = make([]unpackResult, len(req.Unpack))
+		par := req.Parallel
+		if par <= 0 {
+			par = len(req.Unpack)
+		}
+		sem := make(chan struct{}, par)
 		var wg sync.WaitGroup
 		for i, job := range req.Unpack {
+			sem <- struct{}{}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer func() { <-sem }()
 				f := os.NewFile(uintptr(job.FD), fmt.Sprintf("layer-%d", i))
 				defer f.Close()
 				res, err := unpacker.UnpackLayer(ctx, f, job.Dest, unpacker.LayerSpec{
@@ -170,15 +184,17 @@ func verifyLayer(ctx context.Context, l layerRef) error {
 		return err
 	}
 	defer ts.Close()
-	h := l.DiffID.Algorithm().Hash()
-	if err := unpacker.Reassemble(ctx, filepath.Join(l.Dir, "diff"), ts, h); err != nil {
-		return fmt.Errorf("reassemble: %w", err)
-	}
-	if got := digest.NewDigest(l.DiffID.Algorithm(), h); got != l.DiffID {
-		return fmt.Errorf("content digest %s, want %s: files were modified", got, l.DiffID)
-	}
-	if _, err := ts.Seek(0, io.SeekStart); err != nil {
-		return err
+	if !l.ListOnly {
+		h := l.DiffID.Algorithm().Hash()
+		if err := unpacker.Reassemble(ctx, filepath.Join(l.Dir, "diff"), ts, h); err != nil {
+			return fmt.Errorf("reassemble: %w", err)
+		}
+		if got := digest.NewDigest(l.DiffID.Algorithm(), h); got != l.DiffID {
+			return fmt.Errorf("content digest %s, want %s: files were modified", got, l.DiffID)
+		}
+		if _, err := ts.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
 	}
 	extra, err := extraFiles(filepath.Join(l.Dir, "diff"), ts)
 	if err != nil {
@@ -214,6 +230,7 @@ func (s *Store) runWorker(ctx context.Context, req workerRequest, streams []func
 	}
 	req.MaxBytes = s.opts.MaxLayerBytes
 	req.Sync = s.opts.Sync
+	req.Parallel = s.opts.ParallelLayers
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -241,7 +258,13 @@ func (s *Store) runWorker(ctx context.Context, req workerRequest, streams []func
 	}
 	readEnds = nil
 
-	// Feed the streams, a bounded number at a time.
+	// Feed the streams, a bounded number at a time, starting them in index
+	// order. The worker unpacks as many at once, also in index order, so the
+	// layers in flight are the same few on both sides: the worker's memory
+	// stays bounded however many layers the image has (small layers fit
+	// whole in their pipes, so the worker would otherwise decompress all of
+	// them at once), and neither side can wait on a layer the other has not
+	// started: a feed blocked on a full pipe is one the worker has started.
 	var (
 		wg      sync.WaitGroup
 		mu      sync.Mutex
@@ -250,15 +273,21 @@ func (s *Store) runWorker(ctx context.Context, req workerRequest, streams []func
 	)
 	for i, open := range streams {
 		w := writeEnds[i]
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			for _, w := range writeEnds[i:] {
+				w.Close()
+			}
+			writeEnds = nil
+		}
+		if writeEnds == nil {
+			break
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer w.Close()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
 			defer func() { <-sem }()
 			rc, err := open()
 			if err == nil {

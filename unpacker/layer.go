@@ -41,6 +41,9 @@ type LayerResult struct {
 	BlobDigest        digest.Digest // digest of the raw blob (computed)
 	CompressedBytes   int64         // raw blob bytes read
 	UncompressedBytes int64         // uncompressed tar bytes
+	// Unverifiable: the tar names a file with content twice, so the
+	// earlier copy is not on disk and Reassemble cannot rebuild the tar.
+	Unverifiable bool `json:",omitempty"`
 }
 
 var (
@@ -167,7 +170,8 @@ func UnpackLayer(ctx context.Context, blob io.Reader, dest string, spec LayerSpe
 	if err != nil {
 		return res, err
 	}
-	its, done, err := asm.NewInputTarStreamWithDone(uncompressed, storage.NewJSONPacker(gzw), &crcFilePutter{})
+	packer := newEntryPacker(gzw)
+	its, done, err := asm.NewInputTarStreamWithDone(uncompressed, packer, &crcFilePutter{})
 	if err != nil {
 		return res, err
 	}
@@ -193,6 +197,7 @@ func UnpackLayer(ctx context.Context, blob io.Reader, dest string, spec LayerSpe
 		return res, fmt.Errorf("writing %s: %w", tsPath, err)
 	}
 
+	res.Unverifiable = packer.shadowed
 	res.BlobDigest = blobHash.Digest()
 	res.DiffID = diffHash.Digest()
 	res.CompressedBytes = raw.n
@@ -221,7 +226,7 @@ func Reassemble(ctx context.Context, diffDir string, tarSplitGz io.Reader, w io.
 		return fmt.Errorf("reading tar-split metadata: %w", err)
 	}
 	defer gz.Close()
-	err = asm.WriteOutputTarStream(beneathGetter{rootfd}, storage.NewJSONUnpacker(gz), &ctxWriter{ctx, w})
+	err = asm.WriteOutputTarStream(beneathGetter{rootfd}, NewEntryReader(gz), &ctxWriter{ctx, w})
 	if err != nil {
 		return fmt.Errorf("reassembling layer tar from %s: %w", diffDir, err)
 	}
