@@ -235,6 +235,9 @@ lose their rootfs. Deleting a store that does not exist succeeds.`,
 			if err != nil {
 				return err
 			}
+			// While the store is still listed: on an --xfs-mount store the
+			// images' project limits would outlive it.
+			g.clearStoreQuotas(cmd.Context(), root)
 			if err := overlayxfs.UnregisterStore(quotahelper.StoresListPath, root); err != nil {
 				return err
 			}
@@ -265,6 +268,35 @@ lose their rootfs. Deleting a store that does not exist succeeds.`,
 			}
 			return os.RemoveAll(root)
 		},
+	}
+}
+
+// clearStoreQuotas clears the project quota of every image dir in the
+// store, as delete does. Removing an image's files frees what is charged to
+// its project, but XFS keeps a project that still has a limit, so without
+// this a deleted --xfs-mount store would leave one limit per image behind.
+// Failures are logged: delete-store goes on.
+func (g *globals) clearStoreQuotas(ctx context.Context, root string) {
+	if on, _ := overlayxfs.ProjectQuotaEnabled(root); !on {
+		return
+	}
+	entries, err := os.ReadDir(filepath.Join(root, "images"))
+	if err != nil || len(entries) == 0 {
+		return
+	}
+	helper := g.quotaHelperPath()
+	if helper == "" {
+		g.log.Warn("taproot-quota is not installed: the store's images keep their project quota limits", "store", root)
+		return
+	}
+	h := overlayxfs.QuotaHelper{Path: helper}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		if err := h.Clear(ctx, filepath.Join(root, "images", e.Name())); err != nil {
+			g.log.Warn("could not clear an image's disk limit", "image", e.Name(), "error", err)
+		}
 	}
 }
 
