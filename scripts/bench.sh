@@ -48,7 +48,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 command -v go >/dev/null || die "go not found (PATH=$PATH)"
-TAPROOT_TEST_USER=$TEST_USER bash "$REPO_ROOT/scripts/test-user.sh"
+TAPROOT_TEST_USER=$TEST_USER bash "$REPO_ROOT/scripts/test-user.sh" >&2
 UID_=$(id -u "$TEST_USER")
 GID_=$(id -g "$TEST_USER")
 
@@ -77,6 +77,10 @@ for n in "${NAMES[@]}"; do
 	fi
 done
 chmod -R a+rX "$WORK/img"
+
+avail=$(df -Pk "$WORK" | awk 'NR==2{print $4}')
+[ "$avail" -gt $(( (REPS * 6 + 10) * 1024 * 1024 )) ] ||
+	log "warning: $((avail / 1024 / 1024)) GiB free in $WORK; the cold runs keep ~6 GiB per repetition until the end"
 
 # --- registry -------------------------------------------------------------------
 RUN=$(mktemp -d "$WORK/run.XXXXXX")
@@ -163,18 +167,25 @@ ms() {
 }
 
 # --- cold: interleaved, fresh storage every run ------------------------------------
+# Every cold run gets its own dir, removed only at the end: on ext4 without a
+# journal (this VM's root fs), the inode allocator skips inodes freed in the
+# last ~30 s (find_inode_bit → recently_deleted), so deleting a run's 60,000
+# files just before the next run makes that run's creates crawl.
 R=$RUN/results
-mkdir -p "$R"
+C=$RUN/cold
+mkdir -p "$R" "$C"
 cold_taproot() { # image
-	userdir "$RUN/t"
-	timed "$R/$1.taproot" "$TAPROOT" --store "$RUN/t/store" create --insecure-registry "$REG" "docker://$REG/bench/$1:latest" c1
-	rm -rf "$RUN/t"
+	local d=$C/taproot-$1-$rep
+	userdir "$d"
+	timed "$R/$1.taproot" "$TAPROOT" --store "$d/store" create --insecure-registry "$REG" "docker://$REG/bench/$1:latest" c1
 }
 cold_podman() {
-	userdir "$RUN/p"
-	timed "$R/$1.podman" podman --root "$RUN/p/root" --runroot "$RUN/p/run" --storage-driver overlay \
+	local d=$C/podman-$1-$rep rr=/tmp/taproot-bench-rr.$$ # podman: runroot of at most 50 characters
+	userdir "$d"
+	userdir "$rr"
+	timed "$R/$1.podman" podman --root "$d/root" --runroot "$rr" --storage-driver overlay \
 		--cgroup-manager cgroupfs --events-backend file pull -q --tls-verify=false "$REG/bench/$1:latest"
-	rm -rf "$RUN/p"
+	rm -rf "$rr"
 }
 cold_umoci() {
 	case $1 in *-zst)
@@ -182,12 +193,12 @@ cold_umoci() {
 		log "skip skopeo+umoci for $1: umoci $(umoci --version 2>/dev/null | awk '{print $3}') has no zstd"
 		return 0 ;;
 	esac
-	userdir "$RUN/u"
-	timed "$RUN/u.copy" skopeo copy -q --src-tls-verify=false "docker://$REG/bench/$1:latest" "oci:$RUN/u/oci:latest"
-	timed "$RUN/u.unpack" umoci unpack --rootless --image "$RUN/u/oci:latest" "$RUN/u/bundle"
+	local d=$C/umoci-$1-$rep
+	userdir "$d"
+	timed "$RUN/u.copy" skopeo copy -q --src-tls-verify=false "docker://$REG/bench/$1:latest" "oci:$d/oci:latest"
+	timed "$RUN/u.unpack" umoci unpack --rootless --image "$d/oci:latest" "$d/bundle"
 	paste "$RUN/u.copy" "$RUN/u.unpack" | awk '{printf "%.2f %d\n", $1+$3, ($2>$4?$2:$4)}' >>"$R/$1.umoci"
 	rm -f "$RUN/u.copy" "$RUN/u.unpack"
-	rm -rf "$RUN/u"
 }
 # Decompression reference: klauspost (the library taproot uses) over the
 # image's blobs, to io.Discard, serially and one goroutine per layer.
@@ -247,8 +258,7 @@ for i in $(seq "$DEL_REPS"); do
 	sync -f "$W/store/images/warm_oci-$i/diff" 2>/dev/null || true
 	ms as_user "$TAPROOT" --store "$W/store" delete "warm_oci-$i" >>"$R/delete_1g"
 done
-sleep 2 # let the background reclaim finish before the next measurement
-rm -rf "$W"
+sleep 2 # let the background reclaim finish
 
 # --- report ---------------------------------------------------------------------------
 col() { if [ -s "$2" ]; then awk -v c="$1" '{print $c}' "$2" | median; else echo nan; fi; }

@@ -61,7 +61,7 @@
 //   - MaxBytes caps the regular-file content written (gzip bombs), and the
 //     whole uncompressed tar at MaxBytes + max(MaxBytes, 1 MiB) (bombs of zero
 //     padding or of empty entries); memory use
-//     is bounded (one 1 MiB copy buffer, the tar reader's own 1 MiB cap on PAX
+//     is bounded (one 128 KiB copy buffer, the tar reader's own 1 MiB cap on PAX
 //     headers, and per-directory bookkeeping).
 //   - Unpack requires the tar end-of-archive marker, so a stream cut at an
 //     entry boundary is reported as truncated rather than accepted.

@@ -52,7 +52,7 @@ type Result struct {
 }
 
 const (
-	copyBufferSize      = 1 << 20
+	copyBufferSize      = 128 << 10
 	maxXattrBytes       = 64 << 10 // per entry, names plus values
 	whiteoutPrefix      = ".wh."
 	whiteoutMetaPrefix  = ".wh..wh."
@@ -64,8 +64,11 @@ const (
 	tarEndMarkerMinSize = 2 * tarBlockSize
 )
 
-// copyBuffers recycles the 1 MiB copy buffers between Unpack calls (the
-// store unpacks many layers, often in parallel).
+// copyBuffers recycles the copy buffers between Unpack calls (the store
+// unpacks many layers, often in parallel). 128 KiB: file contents arrive
+// from tar-split's pipe in chunks of at most that (see layer.go), so a bigger
+// buffer only costs memory — 1 MiB each made a 150-layer create peak at
+// ~140 MB RSS in the worker.
 var copyBuffers = sync.Pool{New: func() any {
 	b := make([]byte, copyBufferSize)
 	return &b

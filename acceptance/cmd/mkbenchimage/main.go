@@ -15,6 +15,11 @@
 //	    "seconds=S uncompressed_bytes=N"
 //	mkbenchimage fill -dir D -bytes N -files K
 //	    writes K files of N/K bytes (allocated, not sparse) under D
+//	mkbenchimage unpack -out DIR [-cpuprofile F] [-memprofile F] BLOB...
+//	    runs unpacker.UnpackLayer on each blob (one goroutine each, as the
+//	    store's worker does) into DIR/<n>, for profiling the unpack path
+//	    without the registry, the worker and the user namespace (run it as
+//	    root: owners are written as they are)
 //
 // The layouts are usable as oci:DIR:T and can be pushed with
 // `skopeo copy oci:DIR:T docker://…`.
@@ -23,6 +28,7 @@ package main
 import (
 	"archive/tar"
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -34,6 +40,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -45,6 +52,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/taproot-dev/taproot/unpacker"
 )
 
 func main() {
@@ -59,6 +67,8 @@ func main() {
 		err = decompress(os.Args[2:])
 	case "fill":
 		err = fill(os.Args[2:])
+	case "unpack":
+		err = unpack(os.Args[2:])
 	default:
 		usage()
 	}
@@ -547,4 +557,66 @@ func fill(args []string) error {
 		}
 	}
 	return nil
+}
+
+// unpack profiles unpacker.UnpackLayer over blobs, concurrently.
+func unpack(args []string) error {
+	fl := flag.NewFlagSet("unpack", flag.ExitOnError)
+	out := fl.String("out", "", "directory to unpack into (must not exist)")
+	cpu := fl.String("cpuprofile", "", "write a CPU profile here")
+	mem := fl.String("memprofile", "", "write an allocation profile here")
+	fl.Parse(args)
+	if *out == "" {
+		return errors.New("-out is required")
+	}
+	if err := os.Mkdir(*out, 0o755); err != nil {
+		return err
+	}
+	if *cpu != "" {
+		f, err := os.Create(*cpu)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	start := time.Now()
+	blobs := fl.Args()
+	errs := make([]error, len(blobs))
+	var wg sync.WaitGroup
+	for i, b := range blobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f, err := os.Open(b)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer f.Close()
+			t := time.Now()
+			res, err := unpacker.UnpackLayer(context.Background(), f, filepath.Join(*out, fmt.Sprint(i)),
+				unpacker.LayerSpec{}, unpacker.Options{SkipDevices: true})
+			if err != nil {
+				errs[i] = fmt.Errorf("%s: %w", b, err)
+				return
+			}
+			fmt.Printf("layer %d: %.3fs entries=%d tar_bytes=%d\n", i, time.Since(t).Seconds(), res.Entries, res.UncompressedBytes)
+		}()
+	}
+	wg.Wait()
+	fmt.Printf("seconds=%.3f\n", time.Since(start).Seconds())
+	if *mem != "" {
+		f, err := os.Create(*mem)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+			return err
+		}
+	}
+	return errors.Join(errs...)
 }
