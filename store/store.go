@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"time"
 
@@ -66,15 +65,29 @@ type Store struct {
 	log  *slog.Logger
 }
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$`)
-
 // ValidateID checks an image id: it names a directory and a lock file, so
 // it must be one plain path component.
 func ValidateID(id string) error {
-	if !idPattern.MatchString(id) {
+	if !validID(id) {
 		return fmt.Errorf("%w %q: use 1-200 characters from [A-Za-z0-9_.-], starting with a letter or digit", ErrBadID, id)
 	}
 	return nil
+}
+
+// validID matches ^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$ (by hand: a regexp
+// compiled at start-up costs every short-lived taproot process).
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > 200 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || (c != '_' && c != '.' && c != '-')) {
+			return false
+		}
+	}
+	return true
 }
 
 // Open opens the store at root, creating its layout on first use by its

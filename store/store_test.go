@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -255,5 +256,17 @@ func TestDuplicatePathsAreUnpackedAndChecked(t *testing.T) {
 	os.WriteFile(filepath.Join(st.layerDir(top), "diff", "extra"), []byte("x"), 0o644)
 	if rep, err = st.Check(ctx, false); err != nil || rep.Healthy {
 		t.Fatalf("check missed an extra file in an unverifiable layer: %+v, %v", rep, err)
+	}
+}
+
+func TestValidateID(t *testing.T) {
+	for id, ok := range map[string]bool{
+		"a": true, "web-1": true, "A.b_c-9": true, "0": true, strings.Repeat("x", 200): true,
+		"": false, ".": false, "..": false, "-a": false, "_a": false, "a/b": false, "a b": false,
+		"a\x00": false, "é": false, strings.Repeat("x", 201): false,
+	} {
+		if err := ValidateID(id); (err == nil) != ok {
+			t.Errorf("ValidateID(%q) = %v, want ok=%v", id, err, ok)
+		}
 	}
 }
