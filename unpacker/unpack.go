@@ -245,7 +245,8 @@ func (u *unpacker) entry(hdr *tar.Header, tr *tar.Reader) error {
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 		return u.mkdir(name, dir, base, hdr)
-	case tar.TypeReg, tar.TypeRegA, tar.TypeCont, tar.TypeGNUSparse:
+	// archive/tar already reads the old TypeRegA as TypeReg (or TypeDir).
+	case tar.TypeReg, tar.TypeCont, tar.TypeGNUSparse:
 		return u.file(name, dir, base, hdr, tr)
 	case tar.TypeSymlink:
 		return u.symlink(name, dir, base, hdr)
