@@ -85,7 +85,7 @@ func (s *Store) Check(ctx context.Context, repair bool) (CheckReport, error) {
 	}
 	rep.LayersChecked = len(keys)
 	if len(verify) > 0 {
-		resp, err := s.runWorker(ctx, workerRequest{Verify: verify}, nil)
+		resp, err := s.runWorker(ctx, workerRequest{Verify: verify}, nil, nil)
 		if err != nil {
 			return rep, fmt.Errorf("verify layers: %w", err)
 		}

@@ -256,19 +256,23 @@ func (s *Store) fetchLayers(ctx context.Context, missing []missingLayer) (err er
 		streams = append(streams, func() (io.ReadCloser, error) { return m.Open(ctx) })
 	}
 	start := time.Now()
-	resp, err := s.runWorker(ctx, req, streams)
-	if err != nil {
-		return err
-	}
-	if len(resp.Unpack) != len(missing) {
-		return fmt.Errorf("user-namespace worker answered %d of %d layers", len(resp.Unpack), len(missing))
-	}
 	var errs []error
-	for i, m := range missing {
-		r := resp.Unpack[i]
-		if r.Error != "" {
-			errs = append(errs, fmt.Errorf("layer %s: %s", m.DiffID, r.Error))
-			continue
+	published := make([]bool, len(missing))
+	// Publish each layer the moment the worker is done with it and drop its
+	// fetch lock, so creates waiting on that layer alone go on at once.
+	publish := func(i int, r unpackResult) {
+		m := &missing[i]
+		if published[i] {
+			return
+		}
+		published[i] = true
+		if r.Error != "" || r.Result == nil {
+			msg := r.Error
+			if msg == "" {
+				msg = "no result"
+			}
+			errs = append(errs, fmt.Errorf("layer %s: %s", m.DiffID, msg))
+			return
 		}
 		for _, w := range r.Result.Warnings {
 			s.log.Warn("layer unpacked with omissions", "layer", m.DiffID, "warning", w)
@@ -286,9 +290,21 @@ func (s *Store) fetchLayers(ctx context.Context, missing []missingLayer) (err er
 		}
 		if err := s.publishLayer(m.key, tmps[i], &rec); err != nil {
 			errs = append(errs, err)
-			continue
+			return
 		}
+		m.lock.RemoveAndRelease()
+		m.lock = nil
 		s.log.Debug("layer published", "layer", m.DiffID, "bytes", rec.Size)
+	}
+	resp, err := s.runWorker(ctx, req, streams, publish)
+	if err != nil {
+		return errors.Join(append([]error{err}, errs...)...)
+	}
+	if len(resp.Unpack) != len(missing) {
+		return fmt.Errorf("user-namespace worker answered %d of %d layers", len(resp.Unpack), len(missing))
+	}
+	for i, r := range resp.Unpack {
+		publish(i, r) // any the worker did not report on the way
 	}
 	s.log.Debug("layers fetched", "count", len(missing), "elapsed", time.Since(start))
 	return errors.Join(errs...)
@@ -361,7 +377,7 @@ func (s *Store) unpackUnknown(ctx context.Context, layers []Layer, held heldLaye
 			return err
 		}
 		resp, err := s.runWorker(ctx, workerRequest{Unpack: []unpackJob{{Dest: t.path, MediaType: l.MediaType}}},
-			[]func() (io.ReadCloser, error){func() (io.ReadCloser, error) { return l.Open(ctx) }})
+			[]func() (io.ReadCloser, error){func() (io.ReadCloser, error) { return l.Open(ctx) }}, nil)
 		if err == nil && len(resp.Unpack) == 1 && resp.Unpack[0].Error != "" {
 			err = errors.New(resp.Unpack[0].Error)
 		}
@@ -516,7 +532,7 @@ func (s *Store) removeAll(ctx context.Context, paths ...string) error {
 	if len(rest) == 0 {
 		return nil
 	}
-	resp, err := s.runWorker(ctx, workerRequest{Remove: rest}, nil)
+	resp, err := s.runWorker(ctx, workerRequest{Remove: rest}, nil, nil)
 	if err != nil {
 		return fmt.Errorf("remove %s: %w", strings.Join(rest, " "), err)
 	}

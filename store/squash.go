@@ -105,7 +105,7 @@ func (s *Store) buildSquashed(ctx context.Context, key string, lowersTopFirst []
 		merged = append(merged, string(lr.DiffID))
 	}
 	start := time.Now()
-	resp, err := s.runWorker(ctx, workerRequest{Squash: job}, nil)
+	resp, err := s.runWorker(ctx, workerRequest{Squash: job}, nil, nil)
 	if err != nil {
 		return fmt.Errorf("squash %d layers: %w", len(job.Layers), err)
 	}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/taproot-dev/taproot/internal/idmap"
@@ -268,5 +269,28 @@ func TestValidateID(t *testing.T) {
 		if err := ValidateID(id); (err == nil) != ok {
 			t.Errorf("ValidateID(%q) = %v, want ok=%v", id, err, ok)
 		}
+	}
+}
+
+// A layer is published as soon as it is unpacked, not when the whole image
+// is: creates waiting on that layer alone need not wait for the others.
+func TestLayersArePublishedOneByOne(t *testing.T) {
+	st := testStore(t)
+	ctx := context.Background()
+	first := &fakeLayer{data: layerTar(t, entry{name: "a", body: "a"})}
+	second := &fakeLayer{data: layerTar(t, entry{name: "b", body: "b"})}
+	l1, l2 := first.layer(), second.layer()
+	key1, _ := layerKey(l1.DiffID)
+	l2.Open = func(ctx context.Context) (io.ReadCloser, error) {
+		for i := 0; i < 500; i++ {
+			if st.layerExists(key1) {
+				return io.NopCloser(bytes.NewReader(second.data)), nil
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return nil, errors.New("first layer still unpublished while the second downloads")
+	}
+	if _, err := st.Create(ctx, CreateRequest{ID: "x", Layers: []Layer{l1, l2}}); err != nil {
+		t.Fatal(err)
 	}
 }

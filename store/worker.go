@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -71,6 +72,49 @@ type unpackResult struct {
 	Result *unpacker.LayerResult `json:"result,omitempty"`
 }
 
+// workerLine is one line of the worker's output: a layer's result as soon
+// as it is done, and the whole response at the end.
+type workerLine struct {
+	Layer *layerProgress  `json:"layer,omitempty"`
+	Final *workerResponse `json:"final,omitempty"`
+}
+
+type layerProgress struct {
+	Index int `json:"index"`
+	unpackResult
+}
+
+// lineEncoder writes whole JSON lines from concurrent goroutines.
+type lineEncoder struct {
+	mu  sync.Mutex
+	enc *json.Encoder
+}
+
+func (e *lineEncoder) encode(v any) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.enc.Encode(v)
+}
+
+// lineSplitter is the parent's view of the worker's stdout: it hands each
+// complete line to onLine as it arrives.
+type lineSplitter struct {
+	buf    []byte
+	onLine func([]byte)
+}
+
+func (l *lineSplitter) Write(p []byte) (int, error) {
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		l.onLine(l.buf[:i])
+		l.buf = l.buf[i+1:]
+	}
+}
+
 type squashResult struct {
 	Error string `json:"error,omitempty"`
 	Bytes int64  `json:"bytes"`
@@ -87,6 +131,7 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 	}
 	var resp workerResponse
 	opts := unpacker.Options{SkipDevices: true, MaxBytes: req.MaxBytes}
+	out := &lineEncoder{enc: json.NewEncoder(stdout)}
 
 	if len(req.Unpack) > 0 {
 		resp.Unpack = make([]unpackResult, len(req.Unpack))
@@ -111,6 +156,7 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 					// Closing our end makes the parent's copy fail with
 					// EPIPE rather than download the rest for nothing.
 					resp.Unpack[i].Error = err.Error()
+					out.encode(workerLine{Layer: &layerProgress{Index: i, unpackResult: resp.Unpack[i]}})
 					return
 				}
 				if req.Sync {
@@ -118,9 +164,12 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 				}
 				if err != nil {
 					resp.Unpack[i].Error = err.Error()
-					return
+				} else {
+					resp.Unpack[i].Result = &res
 				}
-				resp.Unpack[i].Result = &res
+				// Report each layer as soon as it is done, so the parent
+				// can publish it and let other creates waiting on it go on.
+				out.encode(workerLine{Layer: &layerProgress{Index: i, unpackResult: resp.Unpack[i]}})
 			}()
 		}
 		wg.Wait()
@@ -144,7 +193,7 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 		}
 		resp.Verify = append(resp.Verify, msg)
 	}
-	return json.NewEncoder(stdout).Encode(&resp)
+	return out.encode(workerLine{Final: &resp})
 }
 
 func squash(ctx context.Context, job *squashJob, opts unpacker.Options) (n int64, err error) {
@@ -208,7 +257,9 @@ func verifyLayer(ctx context.Context, l layerRef) error {
 
 // runWorker starts a worker in the store's user namespace, feeds it streams
 // on its extra fds, and returns its response.
-func (s *Store) runWorker(ctx context.Context, req workerRequest, streams []func() (io.ReadCloser, error)) (resp workerResponse, err error) {
+// onLayer, if not nil, is called with each layer's result as soon as the
+// worker reports it, from one goroutine, before runWorker returns.
+func (s *Store) runWorker(ctx context.Context, req workerRequest, streams []func() (io.ReadCloser, error), onLayer func(int, unpackResult)) (resp workerResponse, err error) {
 	var readEnds, writeEnds []*os.File
 	defer func() {
 		for _, f := range append(readEnds, writeEnds...) {
@@ -245,10 +296,28 @@ func (s *Store) runWorker(ctx context.Context, req workerRequest, streams []func
 	if err != nil {
 		return resp, err
 	}
-	var stdout, stderr strings.Builder
+	var (
+		stderr   strings.Builder
+		final    *workerResponse
+		badLines []string
+	)
 	ec := cmd.Exec()
 	ec.Stdin = strings.NewReader(string(reqData))
-	ec.Stdout = &stdout
+	// os/exec copies the worker's stdout into this writer from one
+	// goroutine and Wait waits for it: every callback runs before Wait returns.
+	ec.Stdout = &lineSplitter{onLine: func(line []byte) {
+		var l workerLine
+		switch err := json.Unmarshal(line, &l); {
+		case err != nil:
+			badLines = append(badLines, string(line))
+		case l.Layer != nil:
+			if onLayer != nil && l.Layer.Index >= 0 && l.Layer.Index < len(req.Unpack) {
+				onLayer(l.Layer.Index, l.Layer.unpackResult)
+			}
+		case l.Final != nil:
+			final = l.Final
+		}
+	}}
 	ec.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		return resp, err
@@ -317,9 +386,10 @@ func (s *Store) runWorker(ctx context.Context, req workerRequest, streams []func
 	if waitErr != nil {
 		return resp, fmt.Errorf("user-namespace worker: %w: %s", waitErr, strings.TrimSpace(stderr.String()))
 	}
-	if err := json.Unmarshal([]byte(stdout.String()), &resp); err != nil {
-		return resp, fmt.Errorf("user-namespace worker response: %w: %s", err, strings.TrimSpace(stderr.String()))
+	if final == nil {
+		return resp, fmt.Errorf("user-namespace worker gave no response: %s %s", strings.Join(badLines, " "), strings.TrimSpace(stderr.String()))
 	}
+	resp = *final
 	if stderr.Len() > 0 {
 		s.log.Debug("worker stderr", "output", strings.TrimSpace(stderr.String()))
 	}
