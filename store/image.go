@@ -66,6 +66,9 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 		}
 	}
 
+	if err := s.checkReachable(); err != nil {
+		return rec, err
+	}
 	keys, held, err := s.ensureLayers(ctx, req.Layers)
 	if err != nil {
 		return rec, err
@@ -322,4 +325,27 @@ func (s *Store) warnNoQuotaOnce() {
 	}
 	f.Close()
 	s.log.Warn("disk limits are not enforced: this store is not on XFS with project quotas (see taproot init-store --help)", "store", s.root)
+}
+
+// checkReachable fails early, with the fix, when the runtime could not
+// mount the image: it mounts inside the container's user namespace as
+// container root, which for a root-owned store is an unprivileged host ID
+// that needs search permission on every directory above the store.
+func (s *Store) checkReachable() error {
+	if os.Geteuid() != 0 {
+		return nil // container root is the caller, who reached the store
+	}
+	for dir := s.root; ; dir = filepath.Dir(dir) {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			uid, _ := idmap.ToHost(s.meta.UIDMappings, 0)
+			return fmt.Errorf("store %s: %s has mode %04o: container root (host uid %d) cannot reach the store to mount it; chmod o+x %s", s.root, dir, fi.Mode().Perm(), uid, dir)
+		}
+		if dir == "/" {
+			return nil
+		}
+	}
 }

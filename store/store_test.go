@@ -294,3 +294,18 @@ func TestLayersArePublishedOneByOne(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestUnreachableStoreIsRefused(t *testing.T) {
+	st := testStore(t)
+	parent := filepath.Dir(st.Root())
+	os.Chmod(parent, 0o700)
+	defer os.Chmod(parent, 0o755)
+	l := &fakeLayer{data: layerTar(t, entry{name: "f", body: "x"})}
+	_, err := st.Create(context.Background(), CreateRequest{ID: "u", Layers: []Layer{l.layer()}})
+	if err == nil || !strings.Contains(err.Error(), "chmod o+x") {
+		t.Fatalf("create in a store container root cannot reach: %v", err)
+	}
+	if n := l.opens.Load(); n != 0 {
+		t.Fatalf("layer fetched %d times before the store was found unreachable", n)
+	}
+}

@@ -115,8 +115,10 @@ func runCreate(ctx context.Context, g *globals, o *createOptions, rawRef, id str
 	if req.DiskLimit == 0 && g.cfg.Create.DiskLimitSizeBytes > 0 {
 		req.DiskLimit = uint64(g.cfg.Create.DiskLimitSizeBytes)
 	}
-	req.Layers = storeLayers(src)
+	p := newProgress(g.streams.Err)
+	req.Layers = storeLayers(src, p)
 	rec, err := st.Create(ctx, req)
+	p.finish()
 	if err != nil {
 		return err
 	}

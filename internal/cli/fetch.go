@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 	"github.com/taproot-dev/taproot/fetcher"
 	"github.com/taproot-dev/taproot/store"
@@ -41,8 +42,9 @@ func (g *globals) openSource(ctx context.Context, ref fetcher.Reference, ff fetc
 	return f.Open(ctx, ref)
 }
 
-// storeLayers describes src's layers to the store, streaming from src.
-func storeLayers(src *fetcher.Source) []store.Layer {
+// storeLayers describes src's layers to the store, streaming from src and
+// counting bytes for p (nil: no progress shown).
+func storeLayers(src *fetcher.Source, p *progress) []store.Layer {
 	var out []store.Layer
 	img := src.Image()
 	cacheKey := localVersion(img.Ref)
@@ -54,7 +56,11 @@ func storeLayers(src *fetcher.Source) []store.Layer {
 			MediaType:  l.MediaType,
 			Size:       l.Size,
 			Open: func(ctx context.Context) (io.ReadCloser, error) {
-				return src.OpenLayer(ctx, i)
+				rc, err := src.OpenLayer(ctx, i)
+				if err != nil {
+					return nil, err
+				}
+				return p.track(layerName(l.BlobDigest, i), l.Size, rc), nil
 			},
 		})
 	}
@@ -92,7 +98,9 @@ run pull shortly before the creates it speeds up, or clean with a threshold.`,
 				return err
 			}
 			defer src.Close()
-			keys, err := st.Pull(ctx, storeLayers(src))
+			p := newProgress(g.streams.Err)
+			keys, err := st.Pull(ctx, storeLayers(src, p))
+			p.finish()
 			if err != nil {
 				return err
 			}
@@ -118,4 +126,15 @@ func localVersion(ref fetcher.Reference) string {
 		return ""
 	}
 	return fmt.Sprintf("%s:%s\x00size=%d\x00mtime=%d", ref.Kind, ref.Path, fi.Size(), fi.ModTime().UnixNano())
+}
+
+// layerName is how progress names a layer: its short blob digest.
+func layerName(d digest.Digest, i int) string {
+	if d == "" {
+		return fmt.Sprintf("layer %d", i+1)
+	}
+	if e := d.Encoded(); len(e) >= 12 {
+		return e[:12]
+	}
+	return d.String()
 }
