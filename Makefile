@@ -53,8 +53,14 @@ demo: deps test-user build
 # taproot vs rootless podman and skopeo+umoci on locally built images, served
 # by a local docker-registry (as root; installs what is missing; not pass/fail).
 # Go micro-benchmarks: $(GO) test -run='^$$' -bench=. ./...
-bench:
+# taproot against podman and skopeo+umoci (scripts/bench.sh), then the Go
+# benchmarks: 20 concurrent cold creates (issue 5) and stats with 1 MiB vs
+# 1 GiB written, in UML (issue 4).
+bench: build
 	bash scripts/bench.sh
+	TAPROOT_BIN=$(BIN)/taproot TAPROOT_QUOTA_BIN=$(BIN)/taproot-quota \
+		$(GO) test -run='^$$' -bench=. -benchtime=1x -timeout 30m ./acceptance/...
+	$(GO) test -run='^$$' -bench=. $$($(GO) list ./... | grep -v '/acceptance')
 
 # Runs the acceptance suite SOAK_COUNT times in a row, TestSoak SOAK_SECONDS each.
 soak: build
