@@ -1,7 +1,6 @@
 package acceptance
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"debug/elf"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/taproot-dev/taproot/acceptance/internal/bundle"
 	"github.com/taproot-dev/taproot/acceptance/internal/imagebuilder"
+	"github.com/taproot-dev/taproot/internal/idmap"
 )
 
 // The harness: one registry, one unprivileged user, the built binaries.
@@ -277,21 +277,14 @@ func registryBlobGets(t *testing.T, repo string, d digest.Digest) int {
 
 // subRange finds the user's first range of ≥ 65536 IDs in an /etc/subuid-style file.
 func subRange(file, name, id string) (uint32, error) {
-	f, err := os.Open(file)
+	n, _ := strconv.ParseUint(id, 10, 32)
+	ranges, err := idmap.ReadSubIDs(file, name, uint32(n))
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		p := strings.Split(strings.TrimSpace(sc.Text()), ":")
-		if len(p) != 3 || (p[0] != name && p[0] != id) {
-			continue
-		}
-		start, err1 := strconv.ParseUint(p[1], 10, 32)
-		n, err2 := strconv.ParseUint(p[2], 10, 32)
-		if err1 == nil && err2 == nil && n >= 65536 {
-			return uint32(start), nil
+	for _, r := range ranges {
+		if r.Count >= 65536 {
+			return r.Start, nil
 		}
 	}
 	return 0, fmt.Errorf("%s has no range of 65536 IDs for %s", file, name)

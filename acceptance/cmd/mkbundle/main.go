@@ -9,7 +9,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -18,10 +17,10 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/taproot-dev/taproot/acceptance/internal/bundle"
+	"github.com/taproot-dev/taproot/internal/idmap"
 )
 
 func main() {
@@ -76,21 +75,14 @@ func run(dir, store string, args []string) error {
 // subRange returns the start of the first range of at least 65536 IDs for
 // the user (by name or numeric id) in an /etc/subuid-style file.
 func subRange(file, name, id string) (uint32, error) {
-	f, err := os.Open(file)
+	n, _ := strconv.ParseUint(id, 10, 32)
+	ranges, err := idmap.ReadSubIDs(file, name, uint32(n))
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		p := strings.Split(strings.TrimSpace(sc.Text()), ":")
-		if len(p) != 3 || (p[0] != name && p[0] != id) {
-			continue
-		}
-		start, err1 := strconv.ParseUint(p[1], 10, 32)
-		n, err2 := strconv.ParseUint(p[2], 10, 32)
-		if err1 == nil && err2 == nil && n >= 65536 {
-			return uint32(start), nil
+	for _, r := range ranges {
+		if r.Count >= 65536 {
+			return r.Start, nil
 		}
 	}
 	return 0, fmt.Errorf("no range of 65536 IDs for %s in %s", name, file)
