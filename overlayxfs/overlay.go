@@ -54,9 +54,3 @@ func (p Plan) KeepOnTop(squashedPath string) int {
 	}
 	return 0
 }
-
-// HasSeparator reports whether path cannot appear in a lowerdir list:
-// ':' separates lowers and ',' separates options.
-func HasSeparator(path string) bool {
-	return strings.ContainsAny(path, ":,")
-}

@@ -341,7 +341,7 @@ func (s *Store) checkReachable() error {
 			return err
 		}
 		if fi.Mode().Perm()&0o001 == 0 {
-			uid, _ := idmap.ToHost(s.meta.UIDMappings, 0)
+			uid, _, _ := s.ContainerRoot()
 			return fmt.Errorf("store %s: %s has mode %04o: container root (host uid %d) cannot reach the store to mount it; chmod o+x %s", s.root, dir, fi.Mode().Perm(), uid, dir)
 		}
 		if dir == "/" {

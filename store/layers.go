@@ -18,7 +18,6 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"github.com/taproot-dev/taproot/internal/flock"
-	"github.com/taproot-dev/taproot/internal/idmap"
 )
 
 // Layer describes one layer of an image to create.
@@ -507,11 +506,7 @@ func (s *Store) chownToContainerRoot(path string) error {
 	if os.Geteuid() != 0 {
 		return nil
 	}
-	uid, err := idmap.ToHost(s.meta.UIDMappings, 0)
-	if err != nil {
-		return err
-	}
-	gid, err := idmap.ToHost(s.meta.GIDMappings, 0)
+	uid, gid, err := s.ContainerRoot()
 	if err != nil {
 		return err
 	}

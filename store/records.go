@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -95,5 +94,3 @@ func syncDir(dir string) error {
 	defer f.Close()
 	return f.Sync()
 }
-
-var _ = filepath.Join

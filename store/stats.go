@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"os"
 	"path/filepath"
 )
 
@@ -70,5 +69,3 @@ func walkUsage(root string) (int64, error) {
 	}
 	return total, err
 }
-
-var _ = os.Getuid

@@ -36,7 +36,8 @@ type Options struct {
 	// UIDMappings and GIDMappings are the mapping the caller asks for; nil
 	// means the store's (or, for a new store, the caller's default).
 	UIDMappings, GIDMappings []idmap.Mapping
-	// Limiter sets disk limits; nil means none.
+	// Limiter sets disk limits; nil means none. It is used only when the
+	// store's meta says it is on a filesystem with project quotas.
 	Limiter Limiter
 	// WorkerExe is the taproot binary run as the user-namespace worker.
 	WorkerExe string
@@ -126,6 +127,9 @@ func Open(ctx context.Context, root string, opts Options) (*Store, error) {
 		if err := s.ensureDirs(); err != nil {
 			return nil, err
 		}
+	}
+	if !s.meta.Quota {
+		s.opts.Limiter = nil
 	}
 	return s, nil
 }

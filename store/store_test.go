@@ -308,4 +308,12 @@ func TestUnreachableStoreIsRefused(t *testing.T) {
 	if n := l.opens.Load(); n != 0 {
 		t.Fatalf("layer fetched %d times before the store was found unreachable", n)
 	}
+	for _, d := range []string{"images", "tmp", "layers"} {
+		if left, _ := os.ReadDir(filepath.Join(st.Root(), d)); len(left) != 0 {
+			t.Errorf("%s holds %v after the refused create", d, left)
+		}
+	}
+	if _, err := os.Lstat(st.lockPath("image-u")); err == nil {
+		t.Error("the refused create left its id lock file")
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -144,5 +143,3 @@ func lookupGroup(gr, name string) (uint32, bool) {
 	}
 	return 0, false
 }
-
-var _ = filepath.Join

@@ -3,7 +3,6 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -78,5 +77,3 @@ func NewCmdList(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&format, "format", "json", "json or table")
 	return cmd
 }
-
-var _ = os.Stdout

@@ -39,16 +39,16 @@ func (m mappingFlags) parse(g *globals) (uids, gids []idmap.Mapping, err error) 
 
 // openStore opens the store with the given mappings (nil = the store's).
 func (g *globals) openStore(ctx context.Context, uids, gids []idmap.Mapping) (*store.Store, error) {
-	st, err := store.Open(ctx, g.storePath, g.storeOptions(uids, gids, nil))
-	if err != nil || !st.Meta().Quota {
-		return st, err
-	}
+	var lim store.Limiter
 	helper := g.quotaHelperPath()
-	if helper == "" {
-		g.log.Warn("the store has XFS project quotas but taproot-quota is not installed: no disk limits", "store", st.Root())
-		return st, nil
+	if helper != "" {
+		lim = quotaLimiter{overlayxfs.QuotaHelper{Path: helper}}
 	}
-	return store.Open(ctx, g.storePath, g.storeOptions(uids, gids, quotaLimiter{overlayxfs.QuotaHelper{Path: helper}}))
+	st, err := store.Open(ctx, g.storePath, g.storeOptions(uids, gids, lim))
+	if err == nil && st.Meta().Quota && helper == "" {
+		g.log.Warn("the store has XFS project quotas but taproot-quota is not installed: no disk limits", "store", st.Root())
+	}
+	return st, err
 }
 
 func (g *globals) storeOptions(uids, gids []idmap.Mapping, lim store.Limiter) store.Options {

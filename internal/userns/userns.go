@@ -185,20 +185,9 @@ func MaybeReexec() error {
 		return errors.New("user namespace maps were not written (parent gave up)")
 	}
 	f.Close()
-	// Keep fd 3 occupied by /dev/null so the extra files keep their numbers.
-	if null, err := os.Open(os.DevNull); err == nil && int(null.Fd()) != syncFD {
-		unix.Dup2(int(null.Fd()), syncFD)
-		null.Close()
-	}
 	exe, err := os.Executable()
 	if err != nil {
 		exe = "/proc/self/exe"
 	}
 	return unix.Exec("/proc/self/exe", append([]string{exe}, os.Args[1:]...), os.Environ())
-}
-
-// InNamespaceRoot reports whether the process is root with CAP_CHOWN in its
-// user namespace, as a worker must be.
-func InNamespaceRoot() bool {
-	return os.Geteuid() == 0
 }
