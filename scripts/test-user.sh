@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Creates the unprivileged user that the acceptance tests and the demo run
-# taproot and the runtimes as, with 65536 sub-UIDs and sub-GIDs.
-# Idempotent; run as root.
+# taproot and the runtimes as, with 65536 sub-UIDs and sub-GIDs, and a
+# second plain user (no sub-IDs) that the privacy tests play the attacking
+# local user with. Idempotent; run as root.
 set -euo pipefail
 
 user="${TAPROOT_TEST_USER:-taproot-test}"
+other="${TAPROOT_OTHER_USER:-taproot-other}"
 count=65536
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -16,6 +18,9 @@ touch /etc/subuid /etc/subgid
 
 if ! getent passwd "$user" >/dev/null; then
 	useradd --create-home --shell /usr/sbin/nologin --user-group "$user"
+fi
+if ! getent passwd "$other" >/dev/null; then
+	useradd --create-home --shell /usr/sbin/nologin --user-group "$other"
 fi
 home="$(getent passwd "$user" | cut -d: -f6)"
 if [ ! -d "$home" ]; then
@@ -45,5 +50,5 @@ ensure_range() {
 ensure_range /etc/subuid
 ensure_range /etc/subgid
 
-echo "test-user.sh: user $user (uid $(id -u "$user"), gid $(id -g "$user")), home $home"
+echo "test-user.sh: user $user (uid $(id -u "$user"), gid $(id -g "$user")), home $home; other user $other (uid $(id -u "$other"))"
 grep "^$user:" /etc/subuid /etc/subgid

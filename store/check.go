@@ -55,17 +55,21 @@ func (s *Store) Check(ctx context.Context, repair bool) (CheckReport, error) {
 	var verify []layerRef
 	var verifyKeys []string
 	for _, key := range keys {
+		if !validLayerKey(key) {
+			rep.Layers = append(rep.Layers, LayerProblem{key, "not a layer taproot made (the name is no layer key)"})
+			continue
+		}
 		rec, err := s.ReadLayer(key)
 		if err != nil {
 			rep.Layers = append(rep.Layers, LayerProblem{key, "no readable layer.json: " + err.Error()})
 			continue
 		}
-		if rec.Short == "" {
-			rep.Layers = append(rep.Layers, LayerProblem{key, "record has no short link name"})
+		if !validShort(key, rec.Short) {
+			rep.Layers = append(rep.Layers, LayerProblem{key, fmt.Sprintf("record names short link %q, which is not one of this layer's: %v", rec.Short, ErrBadRecord)})
 			continue
 		}
 		target, err := os.Readlink(s.linkPath(rec.Short))
-		if err != nil || target != filepath.Join("..", "layers", key, "diff") {
+		if err != nil || target != linkTarget(key) {
 			rep.MissingLinks = append(rep.MissingLinks, rec.Short)
 		}
 		if len(rec.Squashed) > 0 || rec.DiffID == "" {
@@ -85,7 +89,7 @@ func (s *Store) Check(ctx context.Context, repair bool) (CheckReport, error) {
 	}
 	rep.LayersChecked = len(keys)
 	if len(verify) > 0 {
-		resp, err := s.runWorker(ctx, workerRequest{Verify: verify}, nil, nil)
+		resp, err := s.runWorker(ctx, workerRequest{Verify: verify}, nil, nil, nil)
 		if err != nil {
 			return rep, fmt.Errorf("verify layers: %w", err)
 		}
@@ -103,7 +107,8 @@ func (s *Store) Check(ctx context.Context, repair bool) (CheckReport, error) {
 			rep.DanglingLinks = append(rep.DanglingLinks, e.Name())
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(s.root, "l", target)); err != nil {
+		// A link taproot did not make leads nowhere taproot mounts.
+		if key, ok := keyOfLinkTarget(target); !ok || !s.layerExists(key) {
 			rep.DanglingLinks = append(rep.DanglingLinks, e.Name())
 		}
 	}
@@ -114,14 +119,20 @@ func (s *Store) Check(ctx context.Context, repair bool) (CheckReport, error) {
 	}
 	entries, _ := os.ReadDir(filepath.Join(s.root, "images"))
 	for _, e := range entries {
-		var rec ImageRecord
-		err := readJSON(filepath.Join(s.imageDir(e.Name()), "image.json"), &rec)
-		if errors.Is(err, fs.ErrNotExist) {
-			rep.Debris = append(rep.Debris, filepath.Join("images", e.Name()))
+		id := e.Name()
+		if ValidateID(id) != nil {
+			rep.Debris = append(rep.Debris, filepath.Join("images", id))
+			continue
+		}
+		rec, err := s.Image(id)
+		if errors.Is(err, ErrImageNotFound) {
+			if s.idle("image-" + id) {
+				rep.Debris = append(rep.Debris, filepath.Join("images", id))
+			}
 			continue
 		}
 		if err != nil {
-			rep.Images = append(rep.Images, ImageProblem{e.Name(), err.Error()})
+			rep.Images = append(rep.Images, ImageProblem{id, err.Error()})
 			continue
 		}
 		for _, k := range rec.Lowers {
@@ -131,9 +142,13 @@ func (s *Store) Check(ctx context.Context, repair bool) (CheckReport, error) {
 			}
 		}
 	}
+	// Scratch dirs of live processes are not debris: only those whose
+	// lock nobody holds (a create in flight must not make check fail).
 	tmps, _ := os.ReadDir(filepath.Join(s.root, "tmp"))
 	for _, e := range tmps {
-		rep.Debris = append(rep.Debris, filepath.Join("tmp", e.Name()))
+		if s.idle("tmp-" + e.Name()) {
+			rep.Debris = append(rep.Debris, filepath.Join("tmp", e.Name()))
+		}
 	}
 	// Lock files that guard nothing (left by killed processes); repair
 	// removes them through RemoveDebris.
@@ -153,14 +168,27 @@ func (s *Store) Check(ctx context.Context, repair bool) (CheckReport, error) {
 
 func (s *Store) repair(ctx context.Context, rep *CheckReport) error {
 	for _, p := range rep.Layers {
+		if !validLayerKey(p.Key) {
+			if err := s.removeStray(ctx, "layers", p.Key); err != nil {
+				return fmt.Errorf("remove %s: %w", p.Key, err)
+			}
+			continue
+		}
 		if _, _, err := s.RemoveLayerIfUnused(ctx, p.Key, func() (bool, error) { return true, nil }); err != nil {
 			return fmt.Errorf("remove damaged layer %s: %w", p.Key, err)
 		}
 	}
+	// An image whose record is damaged or whose layers are gone cannot be
+	// mounted: removing it lets the platform create it again.
+	for _, p := range rep.Images {
+		if err := s.Delete(ctx, p.ID); err != nil && !errors.Is(err, ErrImageNotFound) {
+			return fmt.Errorf("remove damaged image %s: %w", p.ID, err)
+		}
+	}
 	keys, _ := s.LayerKeys()
 	for _, key := range keys {
-		if rec, err := s.ReadLayer(key); err == nil && rec.Short != "" {
-			target := filepath.Join("..", "layers", key, "diff")
+		if rec, err := s.ReadLayer(key); err == nil && validShort(key, rec.Short) {
+			target := linkTarget(key)
 			if got, err := os.Readlink(s.linkPath(rec.Short)); err != nil || got != target {
 				os.Remove(s.linkPath(rec.Short))
 				if err := os.Symlink(target, s.linkPath(rec.Short)); err != nil {
@@ -175,8 +203,43 @@ func (s *Store) repair(ctx context.Context, rep *CheckReport) error {
 	if _, err := s.RemoveDebris(ctx); err != nil {
 		return err
 	}
+	for _, d := range rep.Debris {
+		if dir, name := filepath.Split(d); dir == "images/" && ValidateID(name) != nil {
+			if err := s.removeStray(ctx, "images", name); err != nil {
+				return fmt.Errorf("remove %s: %w", d, err)
+			}
+		}
+	}
 	_, err := s.RemoveUnfinishedImages(ctx)
 	return err
+}
+
+// removeStray moves aside and removes parent/name, an entry of the store's
+// own dir that taproot did not make (its name is no key or id).
+func (s *Store) removeStray(ctx context.Context, parent, name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') {
+		return fmt.Errorf("bad name %q", name)
+	}
+	t, err := s.newTmp(ctx, "trash")
+	if err != nil {
+		return err
+	}
+	defer s.removeTmp(ctx, t)
+	return os.Rename(filepath.Join(s.root, parent, name), filepath.Join(t.path, "stray"))
+}
+
+// idle says whether nobody holds lock name (so what it guards is debris).
+func (s *Store) idle(name string) bool {
+	p := s.lockPath(name)
+	if _, err := os.Lstat(p); err != nil {
+		return true
+	}
+	l, ok, err := flock.TryExclusive(p)
+	if err != nil || !ok {
+		return false
+	}
+	l.Release()
+	return true
 }
 
 // extraFiles lists paths in diffDir that the layer's tar does not name
@@ -249,6 +312,9 @@ func (s *Store) staleLockFiles() []string {
 			guarded = filepath.Join(s.root, "tmp", rest)
 		case "fetch":
 		case "layer":
+			if !validLayerKey(rest) {
+				continue
+			}
 			guarded = s.layerDir(rest)
 		case "image":
 			if ValidateID(rest) != nil {

@@ -27,12 +27,18 @@ func (s *Store) LayerKeys() ([]string, error) {
 
 // ReferencedLayers returns every layer key an image record references.
 func (s *Store) ReferencedLayers() (map[string]bool, error) {
-	recs, err := s.Images()
+	entries, err := os.ReadDir(filepath.Join(s.root, "images"))
 	if err != nil {
 		return nil, err
 	}
 	refs := map[string]bool{}
-	for _, r := range recs {
+	for _, e := range entries {
+		// Membership only: a damaged record's names still keep their
+		// layers (a running container may use them), and are never paths.
+		r, err := s.readImage(e.Name())
+		if err != nil {
+			continue
+		}
 		for _, d := range r.Layers {
 			if k, err := layerKey(d); err == nil {
 				refs[k] = true
@@ -65,8 +71,8 @@ func (s *Store) CommittedSize() (int64, error) {
 // references it. A create takes a shared lock on a layer before it writes a
 // record that references it, so the answer cannot go stale.
 func (s *Store) RemoveLayerIfUnused(ctx context.Context, key string, unused func() (bool, error)) (removed bool, size int64, err error) {
-	if strings.ContainsAny(key, "/\\") || key == "." || key == ".." {
-		return false, 0, fmt.Errorf("bad layer key %q", key)
+	if err := checkLayerKey(key); err != nil {
+		return false, 0, err
 	}
 	lock, ok, err := flock.TryExclusive(s.lockPath("layer-" + key))
 	if err != nil || !ok {
@@ -98,11 +104,23 @@ func (s *Store) RemoveLayerIfUnused(ctx context.Context, key string, unused func
 		}
 		return false, 0, fmt.Errorf("remove layer %s: %w", key, err)
 	}
-	if recErr == nil && rec.Short != "" {
-		os.Remove(s.linkPath(rec.Short))
-	}
+	s.removeLinksOf(key)
 	s.removeTmp(ctx, t)
+	if recErr != nil {
+		size = 0
+	}
 	return true, size, nil
+}
+
+// removeLinksOf removes key's short links: the names recomputed from the
+// key, each only if it points at that layer (never a name from a record).
+func (s *Store) removeLinksOf(key string) {
+	for _, n := range shortLens {
+		p := s.linkPath(shortName(key, n))
+		if got, err := os.Readlink(p); err == nil && got == linkTarget(key) {
+			os.Remove(p)
+		}
+	}
 }
 
 // RemoveDanglingLinks removes short links whose layer is gone and not being
@@ -119,8 +137,14 @@ func (s *Store) RemoveDanglingLinks() (int, error) {
 		if err != nil {
 			continue
 		}
-		// target is ../layers/<key>/diff
-		key := filepath.Base(filepath.Dir(target))
+		key, ok := keyOfLinkTarget(target)
+		if !ok {
+			// Not a link taproot makes: it leads nowhere taproot mounts.
+			if os.Remove(p) == nil {
+				n++
+			}
+			continue
+		}
 		if s.layerExists(key) {
 			continue
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/taproot-dev/taproot/internal/flock"
 	"github.com/taproot-dev/taproot/internal/idmap"
 	"github.com/taproot-dev/taproot/overlayxfs"
+	"golang.org/x/sys/unix"
 )
 
 // CreateRequest describes an image to create.
@@ -29,6 +30,10 @@ type CreateRequest struct {
 	DiskLimit   uint64
 	ExcludeBase bool
 }
+
+// ErrUnreachable reports a store whose parents container root cannot
+// search, so the runtime could not mount its images.
+var ErrUnreachable = errors.New("container root cannot reach the store")
 
 // ErrLimitBelowBase reports a disk limit not larger than the image itself.
 var ErrLimitBelowBase = errors.New("disk limit is smaller than the image's base size")
@@ -112,16 +117,19 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 			}
 		}
 	}()
-	if err := os.Mkdir(dir, 0o755); err != nil {
+	a, err := s.access()
+	if err != nil {
+		return rec, err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return rec, fmt.Errorf("image %q: %w", req.ID, err)
+	}
+	if err := a.fix(dir, true); err != nil {
 		return rec, fmt.Errorf("image %q: %w", req.ID, err)
 	}
 	for _, sub := range []string{"rootfs", "diff", "work"} {
-		p := filepath.Join(dir, sub)
-		if err := os.Mkdir(p, 0o755); err != nil {
+		if err := s.mkdirForContainerRoot(filepath.Join(dir, sub)); err != nil {
 			return rec, fmt.Errorf("image %q: %w", req.ID, err)
-		}
-		if err := s.chownToContainerRoot(p); err != nil {
-			return rec, err
 		}
 	}
 	switch {
@@ -169,8 +177,18 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 	return rec, nil
 }
 
-// Image reads an image's record.
+// Image reads an image's record, checking every name in it.
 func (s *Store) Image(id string) (ImageRecord, error) {
+	rec, err := s.readImage(id)
+	if err != nil {
+		return rec, err
+	}
+	return rec, checkImageRecord(id, &rec)
+}
+
+// readImage reads an image's record as it is (for clean, which must count
+// what even a damaged record names as referenced).
+func (s *Store) readImage(id string) (ImageRecord, error) {
 	var rec ImageRecord
 	if err := ValidateID(id); err != nil {
 		return rec, err
@@ -179,7 +197,10 @@ func (s *Store) Image(id string) (ImageRecord, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return rec, fmt.Errorf("image %q: %w", id, ErrImageNotFound)
 	}
-	return rec, err
+	if err != nil {
+		return rec, fmt.Errorf("image %q: %w: %w", id, ErrBadRecord, err)
+	}
+	return rec, nil
 }
 
 // Images lists complete images.
@@ -276,8 +297,13 @@ func (s *Store) Reclaim(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// MountPlan returns the overlay dirs of an image: lowers top first.
-func (s *Store) MountPlan(rec ImageRecord) overlayxfs.Plan {
+// MountPlan returns the overlay dirs of an image (lowers top first), from
+// a record Image has checked: every lower is a short link under l/ whose
+// name its layer's record may only choose among the names of that layer.
+func (s *Store) MountPlan(rec ImageRecord) (overlayxfs.Plan, error) {
+	if err := checkImageRecord(rec.ID, &rec); err != nil {
+		return overlayxfs.Plan{}, err
+	}
 	dir := s.imageDir(rec.ID)
 	p := overlayxfs.Plan{
 		Upper:  filepath.Join(dir, "diff"),
@@ -285,22 +311,24 @@ func (s *Store) MountPlan(rec ImageRecord) overlayxfs.Plan {
 		Rootfs: filepath.Join(dir, "rootfs"),
 	}
 	for _, key := range rec.Lowers {
-		if short, err := s.shortOf(key); err == nil {
-			p.Lowers = append(p.Lowers, s.linkPath(short))
-		} else {
-			p.Lowers = append(p.Lowers, filepath.Join(s.layerDir(key), "diff"))
+		short, err := s.shortOf(key)
+		if err != nil {
+			return overlayxfs.Plan{}, fmt.Errorf("image %q: %w", rec.ID, err)
 		}
+		p.Lowers = append(p.Lowers, s.linkPath(short))
 	}
-	return p
+	return p, nil
 }
 
+// shortOf is the short link name a layer's record gives, checked to be
+// one of that layer's names.
 func (s *Store) shortOf(key string) (string, error) {
 	lr, err := s.ReadLayer(key)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("layer %s: %w", key, err)
 	}
-	if lr.Short == "" {
-		return "", errors.New("no short link")
+	if !validShort(key, lr.Short) {
+		return "", fmt.Errorf("layer %s: record names short link %q: %w", key, lr.Short, ErrBadRecord)
 	}
 	return lr.Short, nil
 }
@@ -330,22 +358,34 @@ func (s *Store) warnNoQuotaOnce() {
 // checkReachable fails early, with the fix, when the runtime could not
 // mount the image: it mounts inside the container's user namespace as
 // container root, which for a root-owned store is an unprivileged host ID
-// that needs search permission on every directory above the store.
+// that needs search permission on every directory above the store. Only
+// that ID needs it: an ACL entry grants it without opening the dirs to
+// other users (the store's own dirs let it search through their group).
 func (s *Store) checkReachable() error {
-	if os.Geteuid() != 0 {
-		return nil // container root is the caller, who reached the store
+	a, err := s.access()
+	if err != nil || !a.shared() {
+		return err // container root is the caller, who reached the store
 	}
-	for dir := s.root; ; dir = filepath.Dir(dir) {
+	for dir := filepath.Dir(s.root); ; dir = filepath.Dir(dir) {
 		fi, err := os.Stat(dir)
 		if err != nil {
 			return err
 		}
-		if fi.Mode().Perm()&0o001 == 0 {
-			uid, _, _ := s.ContainerRoot()
-			return fmt.Errorf("store %s: %s has mode %04o: container root (host uid %d) cannot reach the store to mount it; chmod o+x %s", s.root, dir, fi.Mode().Perm(), uid, dir)
+		st, _ := statT(fi)
+		perm := fi.Mode().Perm()
+		ok := perm&0o001 != 0 || (st != nil && st.Gid == a.rootGID && perm&0o010 != 0) || (st != nil && st.Uid == a.rootUID && perm&0o100 != 0) || hasACL(dir)
+		if !ok {
+			return fmt.Errorf("store %s: %w: container root (host uid %d) cannot search %s (mode %04o) to mount images: grant only it search with `setfacl -m u:%d:x %s`, or put the store under a dir it can search", s.root, ErrUnreachable, a.rootUID, dir, perm, a.rootUID, dir)
 		}
 		if dir == "/" {
 			return nil
 		}
 	}
+}
+
+// hasACL says whether dir has an access ACL, which may grant container
+// root search: checkReachable then trusts the admin who set it.
+func hasACL(dir string) bool {
+	_, err := unix.Getxattr(dir, "system.posix_acl_access", nil)
+	return err == nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -42,55 +43,81 @@ func Init(ctx context.Context, root string, o InitOptions) (Meta, error) {
 			o.GIDMappings = gids
 		}
 	}
-	if err := idmap.Validate(o.UIDMappings); err != nil {
-		return Meta{}, fmt.Errorf("uid mapping: %w", err)
-	}
-	if err := idmap.Validate(o.GIDMappings); err != nil {
-		return Meta{}, fmt.Errorf("gid mapping: %w", err)
-	}
-	s := &Store{root: root}
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return Meta{}, fmt.Errorf("create store: %w", err)
-	}
-	if err := s.ensureDirs(); err != nil {
+	root, err := prepareInitRoot(root, o.OwnerUID)
+	if err != nil {
 		return Meta{}, err
 	}
 	var m Meta
-	err := readJSON(s.metaPath(), &m)
+	err = readJSON(filepath.Join(root, "meta", "store.json"), &m)
+	existing := err == nil
 	switch {
-	case err == nil:
+	case existing:
 		if m.OwnerUID != o.OwnerUID || m.OwnerGID != o.OwnerGID {
 			return m, fmt.Errorf("store %s is already initialized for owner %d:%d, not %d:%d (delete-store first)", root, m.OwnerUID, m.OwnerGID, o.OwnerUID, o.OwnerGID)
 		}
 		if !slices.Equal(m.UIDMappings, o.UIDMappings) || !slices.Equal(m.GIDMappings, o.GIDMappings) {
 			return m, fmt.Errorf("store %s: %w: it was initialized with uid mapping %v", root, ErrMappingDiffer, m.UIDMappings)
 		}
-		if m.Quota != o.Quota || m.FSType != o.FSType {
-			m.Quota, m.FSType = o.Quota, o.FSType
-			if err := writeJSONAtomic(s.metaPath(), &m, 0o644); err != nil {
-				return m, err
-			}
-		}
 	case errors.Is(err, fs.ErrNotExist):
 		m = Meta{
 			Version: MetaVersion, OwnerUID: o.OwnerUID, OwnerGID: o.OwnerGID,
 			UIDMappings: o.UIDMappings, GIDMappings: o.GIDMappings,
-			Quota: o.Quota, FSType: o.FSType, Created: time.Now().UTC(),
-		}
-		if err := writeJSONAtomic(s.metaPath(), &m, 0o644); err != nil {
-			return m, fmt.Errorf("store %s: write meta: %w", root, err)
+			Created: time.Now().UTC(),
 		}
 	default:
 		return m, err
 	}
-	// Hand the layout to the owner (not the contents of a store in use:
-	// those belong to it already).
-	for _, p := range []string{"", "meta", "meta/store.json", "layers", "l", "images", "locks", "tmp"} {
-		if err := os.Lchown(filepath.Join(root, p), int(o.OwnerUID), int(o.OwnerGID)); err != nil {
-			return m, fmt.Errorf("hand store to %d:%d: %w", o.OwnerUID, o.OwnerGID, err)
-		}
+	if err := validateMeta(root, m); err != nil {
+		return m, err
+	}
+	// Hand the layout to the owner, with the modes perm.go explains.
+	s := &Store{root: root, meta: m, log: slog.New(slog.DiscardHandler)}
+	if err := s.ensureLayout(true); err != nil {
+		return m, err
+	}
+	if existing && m.Quota == o.Quota && m.FSType == o.FSType {
+		return m, nil
+	}
+	m.Quota, m.FSType = o.Quota, o.FSType
+	if err := writeJSONAtomic(s.metaPath(), &m, 0o644); err != nil {
+		return m, fmt.Errorf("store %s: write meta: %w", root, err)
+	}
+	if err := os.Lchown(s.metaPath(), int(o.OwnerUID), int(o.OwnerGID)); err != nil {
+		return m, fmt.Errorf("hand store to %d:%d: %w", o.OwnerUID, o.OwnerGID, err)
 	}
 	return m, nil
+}
+
+// prepareInitRoot is prepareRoot for root making a store for owner: the
+// dir may be root's (a fresh mount point) or the owner's, never another's.
+func prepareInitRoot(root string, owner uint32) (string, error) {
+	if err := checkPath(root); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return "", fmt.Errorf("create store: %w", err)
+	}
+	real, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return "", fmt.Errorf("store %s: %w", root, err)
+	}
+	if err := checkPath(real); err != nil {
+		return "", err
+	}
+	if err := checkAncestors(real, owner); err != nil {
+		return "", err
+	}
+	fi, err := os.Lstat(real)
+	if err != nil {
+		return "", fmt.Errorf("store %s: %w", real, err)
+	}
+	if st, ok := statT(fi); ok && st.Uid == 0 {
+		owner = 0
+	}
+	if err := checkRoot(real, fi, owner); err != nil {
+		return "", err
+	}
+	return real, nil
 }
 
 // mappingsFor is the default mapping of a store owned by uid:gid: maximus

@@ -14,10 +14,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/taproot-dev/taproot/internal/flock"
+	"github.com/taproot-dev/taproot/unpacker"
 )
 
 // Layer describes one layer of an image to create.
@@ -67,6 +69,9 @@ func (h heldLayers) release() {
 }
 
 func (s *Store) layerExists(key string) bool {
+	if !validLayerKey(key) {
+		return false
+	}
 	_, err := os.Stat(filepath.Join(s.layerDir(key), "layer.json"))
 	return err == nil
 }
@@ -74,6 +79,9 @@ func (s *Store) layerExists(key string) bool {
 // ReadLayer returns a layer's record.
 func (s *Store) ReadLayer(key string) (LayerRecord, error) {
 	var r LayerRecord
+	if err := checkLayerKey(key); err != nil {
+		return r, err
+	}
 	err := readJSON(filepath.Join(s.layerDir(key), "layer.json"), &r)
 	return r, err
 }
@@ -236,9 +244,10 @@ func (s *Store) fetchLayers(ctx context.Context, missing []missingLayer) (err er
 		}
 	}()
 	var (
-		req     workerRequest
-		streams []func() (io.ReadCloser, error)
-		tmps    []*tmpDir
+		req       workerRequest
+		streams   []func() (io.ReadCloser, error)
+		tarSplits []*os.File
+		tmps      []*tmpDir
 	)
 	defer func() {
 		for _, t := range tmps {
@@ -246,12 +255,13 @@ func (s *Store) fetchLayers(ctx context.Context, missing []missingLayer) (err er
 		}
 	}()
 	for _, m := range missing {
-		t, err := s.newTmp(ctx, "layer")
+		t, err := s.newLayerTmp(ctx)
 		if err != nil {
 			return err
 		}
 		tmps = append(tmps, t)
-		req.Unpack = append(req.Unpack, unpackJob{Dest: t.path, BlobDigest: m.BlobDigest, DiffID: m.DiffID, MediaType: m.MediaType})
+		tarSplits = append(tarSplits, t.tarSplit)
+		req.Unpack = append(req.Unpack, unpackJob{Diff: t.diff(), BlobDigest: m.BlobDigest, DiffID: m.DiffID, MediaType: m.MediaType})
 		streams = append(streams, func() (io.ReadCloser, error) { return m.Open(ctx) })
 	}
 	start := time.Now()
@@ -295,7 +305,7 @@ func (s *Store) fetchLayers(ctx context.Context, missing []missingLayer) (err er
 		m.lock = nil
 		s.log.Debug("layer published", "layer", m.DiffID, "bytes", rec.Size)
 	}
-	resp, err := s.runWorker(ctx, req, streams, publish)
+	resp, err := s.runWorker(ctx, req, streams, tarSplits, publish)
 	if err != nil {
 		return errors.Join(append([]error{err}, errs...)...)
 	}
@@ -310,18 +320,18 @@ func (s *Store) fetchLayers(ctx context.Context, missing []missingLayer) (err er
 }
 
 // publishLayer writes the record and short link, then renames the tmp dir
-// into place: the rename is the commit point.
+// into place: the rename is the commit point. The tmp dir is the owner's
+// (made by newTmp with the mode of a layer dir); only its diff/ is
+// container root's.
 func (s *Store) publishLayer(key string, t *tmpDir, rec *LayerRecord) error {
+	if err := t.closeTarSplit(); err != nil {
+		return fmt.Errorf("layer %s: %w", key, err)
+	}
 	short, err := s.makeShortLink(key)
 	if err != nil {
 		return err
 	}
 	rec.Short = short
-	// Scratch dirs are private; a published layer is read by every
-	// container user of the namespace.
-	if err := os.Chmod(t.path, 0o755); err != nil {
-		return fmt.Errorf("layer %s: %w", key, err)
-	}
 	if err := writeJSONAtomic(filepath.Join(t.path, "layer.json"), rec, 0o644); err != nil {
 		return fmt.Errorf("layer %s: %w", key, err)
 	}
@@ -341,8 +351,8 @@ func (s *Store) publishLayer(key string, t *tmpDir, rec *LayerRecord) error {
 // makeShortLink creates l/<short> -> ../layers/<key>/diff, lengthening the
 // name on the (astronomically rare) collision.
 func (s *Store) makeShortLink(key string) (string, error) {
-	target := filepath.Join("..", "layers", key, "diff")
-	for _, n := range []int{10, 16, 26, 52} {
+	target := linkTarget(key)
+	for _, n := range shortLens {
 		short := shortName(key, n)
 		err := os.Symlink(target, s.linkPath(short))
 		if err == nil {
@@ -371,12 +381,12 @@ func (s *Store) unpackUnknown(ctx context.Context, layers []Layer, held heldLaye
 			l.DiffID = d
 			continue
 		}
-		t, err := s.newTmp(ctx, "layer")
+		t, err := s.newLayerTmp(ctx)
 		if err != nil {
 			return err
 		}
-		resp, err := s.runWorker(ctx, workerRequest{Unpack: []unpackJob{{Dest: t.path, MediaType: l.MediaType}}},
-			[]func() (io.ReadCloser, error){func() (io.ReadCloser, error) { return l.Open(ctx) }}, nil)
+		resp, err := s.runWorker(ctx, workerRequest{Unpack: []unpackJob{{Diff: t.diff(), MediaType: l.MediaType}}},
+			[]func() (io.ReadCloser, error){func() (io.ReadCloser, error) { return l.Open(ctx) }}, []*os.File{t.tarSplit}, nil)
 		if err == nil && len(resp.Unpack) == 1 && resp.Unpack[0].Error != "" {
 			err = errors.New(resp.Unpack[0].Error)
 		}
@@ -460,9 +470,29 @@ type tmpDir struct {
 	path      string
 	lock      *flock.Lock
 	published bool
+	// tarSplit, for a layer, is the record file the worker writes through
+	// its fd (see unpackJob).
+	tarSplit *os.File
 }
 
+func (t *tmpDir) diff() string { return filepath.Join(t.path, "diff") }
+
+func (t *tmpDir) closeTarSplit() error {
+	if t.tarSplit == nil {
+		return nil
+	}
+	err := t.tarSplit.Close()
+	t.tarSplit = nil
+	return err
+}
+
+// newTmp makes a scratch dir, the owner's, with the mode of a layer or
+// image dir (so a published one needs no chmod).
 func (s *Store) newTmp(ctx context.Context, kind string) (*tmpDir, error) {
+	a, err := s.access()
+	if err != nil {
+		return nil, err
+	}
 	var b [8]byte
 	rand.Read(b[:])
 	name := kind + "-" + hex.EncodeToString(b[:])
@@ -475,15 +505,45 @@ func (s *Store) newTmp(ctx context.Context, kind string) (*tmpDir, error) {
 		lock.RemoveAndRelease()
 		return nil, fmt.Errorf("create scratch dir: %w", err)
 	}
-	if err := s.chownToContainerRoot(path); err != nil {
+	if err := a.fix(path, true); err != nil {
 		os.Remove(path)
 		lock.RemoveAndRelease()
-		return nil, err
+		return nil, fmt.Errorf("create scratch dir: %w", err)
 	}
 	return &tmpDir{path: path, lock: lock}, nil
 }
 
+// newWorkerTmp is a scratch dir whose diff/ the worker fills.
+func (s *Store) newWorkerTmp(ctx context.Context, kind string) (*tmpDir, error) {
+	t, err := s.newTmp(ctx, kind)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.mkdirForContainerRoot(t.diff()); err != nil {
+		s.removeTmp(ctx, t)
+		return nil, err
+	}
+	return t, nil
+}
+
+// newLayerTmp is a scratch dir for one layer: diff/ for the worker and the
+// tar-split record, opened here so that the worker writes it by fd.
+func (s *Store) newLayerTmp(ctx context.Context) (*tmpDir, error) {
+	t, err := s.newWorkerTmp(ctx, "layer")
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(t.path, unpacker.TarSplitName), os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		s.removeTmp(ctx, t)
+		return nil, fmt.Errorf("create scratch dir: %w", err)
+	}
+	t.tarSplit = f
+	return t, nil
+}
+
 func (s *Store) removeTmp(ctx context.Context, t *tmpDir) {
+	t.closeTarSplit()
 	if t.lock == nil {
 		return
 	}
@@ -499,21 +559,24 @@ func (s *Store) removeTmp(ctx context.Context, t *tmpDir) {
 	t.lock = nil
 }
 
-// chownToContainerRoot hands a dir the worker writes into to the host ID of
-// container root (only root needs to: for a rootless caller that is the
-// caller already).
-func (s *Store) chownToContainerRoot(path string) error {
-	if os.Geteuid() != 0 {
-		return nil
-	}
+// mkdirForContainerRoot makes a dir container root writes into (a layer's
+// diff, an upper, work or rootfs dir), 0755 and container root's: its
+// contents are the container's, and the dirs above keep others out.
+func (s *Store) mkdirForContainerRoot(path string) error {
 	uid, gid, err := s.ContainerRoot()
 	if err != nil {
 		return err
 	}
-	if err := os.Lchown(path, int(uid), int(gid)); err != nil {
-		return fmt.Errorf("hand %s to container root: %w", path, err)
+	if err := os.Mkdir(path, 0o700); err != nil {
+		return err
 	}
-	return nil
+	// For a rootless caller container root is the caller already.
+	if os.Geteuid() == 0 {
+		if err := os.Lchown(path, int(uid), int(gid)); err != nil {
+			return fmt.Errorf("hand %s to container root: %w", path, err)
+		}
+	}
+	return os.Chmod(path, 0o755)
 }
 
 // removeAll removes paths; files owned by sub-IDs need the worker.
@@ -527,7 +590,7 @@ func (s *Store) removeAll(ctx context.Context, paths ...string) error {
 	if len(rest) == 0 {
 		return nil
 	}
-	resp, err := s.runWorker(ctx, workerRequest{Remove: rest}, nil, nil)
+	resp, err := s.runWorker(ctx, workerRequest{Remove: rest}, nil, nil, nil)
 	if err != nil {
 		return fmt.Errorf("remove %s: %w", strings.Join(rest, " "), err)
 	}

@@ -60,6 +60,9 @@ func (s *Store) removeStaleLocks() {
 		case "fetch":
 			gone = func() bool { return true }
 		case "layer":
+			if !validLayerKey(rest) {
+				continue
+			}
 			gone = func() bool { return !exists(s.layerDir(rest)) }
 		case "image":
 			if ValidateID(rest) != nil {

@@ -88,12 +88,12 @@ func (s *Store) ensureSquashed(ctx context.Context, key string, lowersTopFirst [
 }
 
 func (s *Store) buildSquashed(ctx context.Context, key string, lowersTopFirst []string) error {
-	t, err := s.newTmp(ctx, "squash")
+	t, err := s.newWorkerTmp(ctx, "squash")
 	if err != nil {
 		return err
 	}
 	defer s.removeTmp(ctx, t)
-	job := &squashJob{Dest: t.path}
+	job := &squashJob{Diff: t.diff()}
 	var merged []string
 	for i := len(lowersTopFirst) - 1; i >= 0; i-- {
 		k := lowersTopFirst[i]
@@ -105,7 +105,7 @@ func (s *Store) buildSquashed(ctx context.Context, key string, lowersTopFirst []
 		merged = append(merged, string(lr.DiffID))
 	}
 	start := time.Now()
-	resp, err := s.runWorker(ctx, workerRequest{Squash: job}, nil, nil)
+	resp, err := s.runWorker(ctx, workerRequest{Squash: job}, nil, nil, nil)
 	if err != nil {
 		return fmt.Errorf("squash %d layers: %w", len(job.Layers), err)
 	}

@@ -92,16 +92,16 @@ func validID(id string) bool {
 }
 
 // Open opens the store at root, creating its layout on first use by its
-// owner. The mapping the caller asks for must match the store's.
+// owner. The mapping the caller asks for must match the store's. A store
+// that is not the caller's, that others can write, or whose parents others
+// could swap is refused; one made by an earlier taproot with looser modes is
+// tightened (see perm.go).
 func Open(ctx context.Context, root string, opts Options) (*Store, error) {
-	if !filepath.IsAbs(root) {
-		abs, err := filepath.Abs(root)
-		if err != nil {
-			return nil, err
-		}
-		root = abs
+	caller := uint32(os.Geteuid())
+	root, err := prepareRoot(root, caller)
+	if err != nil {
+		return nil, err
 	}
-	root = filepath.Clean(root)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -109,7 +109,7 @@ func Open(ctx context.Context, root string, opts Options) (*Store, error) {
 		opts.ParallelLayers = 3
 	}
 	s := &Store{root: root, opts: opts, log: opts.Logger}
-	err := readJSON(s.metaPath(), &s.meta)
+	err = readJSON(s.metaPath(), &s.meta)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if err := s.initLayout(ctx); err != nil {
@@ -121,10 +121,16 @@ func Open(ctx context.Context, root string, opts Options) (*Store, error) {
 		if s.meta.Version > MetaVersion {
 			return nil, fmt.Errorf("store %s has format version %d; this taproot knows up to %d", root, s.meta.Version, MetaVersion)
 		}
+		if s.meta.OwnerUID != caller {
+			return nil, fmt.Errorf("store %s: %w: its record names owner uid %d, not the caller (uid %d)", root, ErrStoreUnsafe, s.meta.OwnerUID, caller)
+		}
+		if err := validateMeta(root, s.meta); err != nil {
+			return nil, err
+		}
 		if err := s.checkMapping(); err != nil {
 			return nil, err
 		}
-		if err := s.ensureDirs(); err != nil {
+		if err := s.ensureLayout(false); err != nil {
 			return nil, err
 		}
 	}
@@ -132,6 +138,67 @@ func Open(ctx context.Context, root string, opts Options) (*Store, error) {
 		s.opts.Limiter = nil
 	}
 	return s, nil
+}
+
+// prepareRoot makes root absolute and real (symlinks resolved, so every
+// path taproot prints is the one it checked), creates it if missing, and
+// refuses it unless owner may use it safely (see perm.go).
+func prepareRoot(root string, owner uint32) (string, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return "", err
+	}
+	if err := checkPath(abs); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+		return "", fmt.Errorf("create store: %w", err)
+	}
+	if err := os.Mkdir(abs, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", fmt.Errorf("create store: %w", err)
+	}
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return "", fmt.Errorf("store %s: %w", abs, err)
+	}
+	if err := checkPath(real); err != nil {
+		return "", err
+	}
+	if err := checkAncestors(real, owner); err != nil {
+		return "", err
+	}
+	fi, err := os.Lstat(real)
+	if err != nil {
+		return "", fmt.Errorf("store %s: %w", real, err)
+	}
+	if err := checkRoot(real, fi, owner); err != nil {
+		return "", err
+	}
+	return real, nil
+}
+
+// validateMeta checks what a store's mapping must satisfy: valid, container
+// root mapped, and for a store not owned by root, container root is the
+// owner (an unprivileged owner cannot hand dirs to another ID, and the
+// worker must write them).
+func validateMeta(root string, m Meta) error {
+	if err := idmap.Validate(m.UIDMappings); err != nil {
+		return fmt.Errorf("store %s: uid mapping: %w", root, err)
+	}
+	if err := idmap.Validate(m.GIDMappings); err != nil {
+		return fmt.Errorf("store %s: gid mapping: %w", root, err)
+	}
+	uid, err := idmap.ToHost(m.UIDMappings, 0)
+	if err != nil {
+		return fmt.Errorf("store %s: uid mapping must map container root: %w", root, err)
+	}
+	if _, err := idmap.ToHost(m.GIDMappings, 0); err != nil {
+		return fmt.Errorf("store %s: gid mapping must map container root: %w", root, err)
+	}
+	if m.OwnerUID != 0 && uid != m.OwnerUID {
+		return fmt.Errorf("store %s: uid mapping maps container root to %d: a store owned by uid %d must map container root to its owner", root, uid, m.OwnerUID)
+	}
+	return nil
 }
 
 // DefaultMappings returns the mapping for the current caller: maximus for
@@ -151,12 +218,6 @@ func (s *Store) checkMapping() error {
 }
 
 func (s *Store) initLayout(ctx context.Context) error {
-	if err := os.MkdirAll(s.root, 0o755); err != nil {
-		return fmt.Errorf("create store: %w", err)
-	}
-	if err := s.ensureDirs(); err != nil {
-		return err
-	}
 	m := Meta{
 		Version:     MetaVersion,
 		OwnerUID:    uint32(os.Geteuid()),
@@ -177,16 +238,22 @@ func (s *Store) initLayout(ctx context.Context) error {
 			m.GIDMappings = gids
 		}
 	}
-	if err := idmap.Validate(m.UIDMappings); err != nil {
-		return fmt.Errorf("store %s: uid mapping: %w", s.root, err)
+	if err := validateMeta(s.root, m); err != nil {
+		return err
 	}
-	if err := idmap.Validate(m.GIDMappings); err != nil {
-		return fmt.Errorf("store %s: gid mapping: %w", s.root, err)
+	s.meta = m
+	// prepareRoot made the dir before the mapping was known.
+	a, err := s.access()
+	if err != nil {
+		return err
 	}
-	if _, err := idmap.ToHost(m.UIDMappings, 0); err != nil {
-		return fmt.Errorf("store %s: uid mapping must map container root: %w", s.root, err)
+	if err := a.fix(s.root, true); err != nil {
+		return fmt.Errorf("create store: %w", err)
 	}
-	// Two processes may initialise at once: O_EXCL decides who writes.
+	if err := s.ensureLayout(false); err != nil {
+		return err
+	}
+	// Two processes may initialise at once: the lock decides who writes.
 	l, err := s.lockStoreInit(ctx)
 	if err != nil {
 		return err
@@ -199,15 +266,6 @@ func (s *Store) initLayout(ctx context.Context) error {
 		return fmt.Errorf("store %s: write meta: %w", s.root, err)
 	}
 	s.meta = m
-	return nil
-}
-
-func (s *Store) ensureDirs() error {
-	for _, d := range []string{"meta", "layers", "l", "images", "locks", "tmp"} {
-		if err := os.Mkdir(filepath.Join(s.root, d), 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("create store layout: %w", err)
-		}
-	}
 	return nil
 }
 

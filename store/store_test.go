@@ -135,8 +135,8 @@ func TestCreateSharesLayersAndDeletes(t *testing.T) {
 	if err != nil || wfi.Mode()&os.ModeCharDevice == 0 {
 		t.Fatalf("whiteout not a char device: %v %v", wfi, err)
 	}
-	if got := st.MountPlan(rec).Lowers; len(got) != 2 {
-		t.Fatalf("lowers = %v", got)
+	if plan, err := st.MountPlan(rec); err != nil || len(plan.Lowers) != 2 {
+		t.Fatalf("lowers = %v, %v", plan.Lowers, err)
 	}
 	if _, err := st.Create(ctx, CreateRequest{ID: "a", Layers: []Layer{base.layer()}}); !errors.Is(err, ErrImageExists) {
 		t.Fatalf("duplicate id: %v", err)
@@ -210,7 +210,10 @@ func TestManyLayersAreSquashed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan := st.MountPlan(rec)
+	plan, err := st.MountPlan(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !plan.Fits() {
 		t.Fatalf("plan does not fit: %d lowers, %d bytes", len(plan.Lowers), len(plan.Data()))
 	}
@@ -302,7 +305,7 @@ func TestUnreachableStoreIsRefused(t *testing.T) {
 	defer os.Chmod(parent, 0o755)
 	l := &fakeLayer{data: layerTar(t, entry{name: "f", body: "x"})}
 	_, err := st.Create(context.Background(), CreateRequest{ID: "u", Layers: []Layer{l.layer()}})
-	if err == nil || !strings.Contains(err.Error(), "chmod o+x") {
+	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "setfacl -m u:200000:x "+parent) {
 		t.Fatalf("create in a store container root cannot reach: %v", err)
 	}
 	if n := l.opens.Load(); n != 0 {

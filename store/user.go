@@ -29,7 +29,10 @@ func (s *Store) ResolveUser(rec ImageRecord) (ImageUser, error) {
 	if us.User == "" {
 		return u, nil // root
 	}
-	plan := s.MountPlan(rec)
+	plan, err := s.MountPlan(rec)
+	if err != nil {
+		return u, err
+	}
 	if us.UIDSet {
 		u.UID = us.UID
 	} else {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,17 +37,23 @@ type workerRequest struct {
 	Sync     bool `json:"sync,omitempty"`
 }
 
+// unpackJob unpacks one layer stream (fd FD) into Diff, an empty dir
+// container root owns, and writes its tar-split metadata to TarSplitFD, a
+// file the parent made: the worker writes layer contents, never a record or
+// a dir the parent publishes.
 type unpackJob struct {
 	FD         int           `json:"fd"`
-	Dest       string        `json:"dest"`
+	TarSplitFD int           `json:"tar_split_fd"`
+	Diff       string        `json:"diff"`
 	BlobDigest digest.Digest `json:"blob_digest,omitempty"`
 	DiffID     digest.Digest `json:"diff_id,omitempty"`
 	MediaType  string        `json:"media_type,omitempty"`
 }
 
-// squashJob merges layers (base first) into Dest/diff in apply form.
+// squashJob merges layers (base first) into Diff, an empty dir container
+// root owns, in apply form.
 type squashJob struct {
-	Dest   string     `json:"dest"`
+	Diff   string     `json:"diff"`
 	Layers []layerRef `json:"layers"`
 }
 
@@ -149,9 +156,14 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 				defer func() { <-sem }()
 				f := os.NewFile(uintptr(job.FD), fmt.Sprintf("layer-%d", i))
 				defer f.Close()
-				res, err := unpacker.UnpackLayer(ctx, f, job.Dest, unpacker.LayerSpec{
+				ts := os.NewFile(uintptr(job.TarSplitFD), fmt.Sprintf("tar-split-%d", i))
+				defer ts.Close()
+				res, err := unpacker.UnpackLayerTo(ctx, f, job.Diff, ts, unpacker.LayerSpec{
 					BlobDigest: job.BlobDigest, DiffID: job.DiffID, MediaType: job.MediaType,
 				}, opts)
+				if err == nil {
+					err = ts.Close()
+				}
 				if err != nil {
 					// Closing our end makes the parent's copy fail with
 					// EPIPE rather than download the rest for nothing.
@@ -160,7 +172,7 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 					return
 				}
 				if req.Sync {
-					err = syncFS(job.Dest)
+					err = syncFS(job.Diff)
 				}
 				if err != nil {
 					resp.Unpack[i].Error = err.Error()
@@ -197,15 +209,7 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 }
 
 func squash(ctx context.Context, job *squashJob, opts unpacker.Options) (n int64, err error) {
-	diff := filepath.Join(job.Dest, "diff")
-	defer func() {
-		if err != nil {
-			os.RemoveAll(diff)
-		}
-	}()
-	if err := os.Mkdir(diff, 0o755); err != nil {
-		return 0, err
-	}
+	diff := job.Diff
 	opts.Whiteouts = unpacker.ApplyWhiteouts
 	for _, l := range job.Layers {
 		ts, err := os.Open(filepath.Join(l.Dir, "tar-split.json.gz"))
@@ -256,10 +260,14 @@ func verifyLayer(ctx context.Context, l layerRef) error {
 }
 
 // runWorker starts a worker in the store's user namespace, feeds it streams
-// on its extra fds, and returns its response.
+// on its extra fds, hands it the tar-split files (one per unpack job, after
+// the streams' fds), and returns its response.
 // onLayer, if not nil, is called with each layer's result as soon as the
 // worker reports it, from one goroutine, before runWorker returns.
-func (s *Store) runWorker(ctx context.Context, req workerRequest, streams []func() (io.ReadCloser, error), onLayer func(int, unpackResult)) (resp workerResponse, err error) {
+func (s *Store) runWorker(ctx context.Context, req workerRequest, streams []func() (io.ReadCloser, error), tarSplits []*os.File, onLayer func(int, unpackResult)) (resp workerResponse, err error) {
+	if len(tarSplits) != len(req.Unpack) || len(streams) != len(req.Unpack) {
+		return resp, fmt.Errorf("worker request: %d unpack jobs, %d streams, %d tar-split files", len(req.Unpack), len(streams), len(tarSplits))
+	}
 	var readEnds, writeEnds []*os.File
 	defer func() {
 		for _, f := range append(readEnds, writeEnds...) {
@@ -278,6 +286,7 @@ func (s *Store) runWorker(ctx context.Context, req workerRequest, streams []func
 	}
 	for i := range req.Unpack {
 		req.Unpack[i].FD = userns.FirstExtraFD + i
+		req.Unpack[i].TarSplitFD = userns.FirstExtraFD + len(streams) + i
 	}
 	req.MaxBytes = s.opts.MaxLayerBytes
 	req.Sync = s.opts.Sync
@@ -288,7 +297,7 @@ func (s *Store) runWorker(ctx context.Context, req workerRequest, streams []func
 	cmd, err := userns.Command(ctx, s.opts.WorkerExe, s.opts.WorkerArgs, userns.Maps{
 		UIDs: s.meta.UIDMappings, GIDs: s.meta.GIDMappings,
 		NewUIDMap: s.opts.NewUIDMap, NewGIDMap: s.opts.NewGIDMap,
-	}, readEnds)
+	}, append(slices.Clip(readEnds), tarSplits...))
 	if err != nil {
 		return resp, err
 	}

@@ -97,14 +97,6 @@ func algorithmOf(d digest.Digest) digest.Algorithm {
 // digests cover every byte. On any error, dest/diff and dest/tar-split.json.gz
 // are removed: nothing partial is left.
 func UnpackLayer(ctx context.Context, blob io.Reader, dest string, spec LayerSpec, opts Options) (res LayerResult, err error) {
-	for _, d := range []digest.Digest{spec.BlobDigest, spec.DiffID} {
-		if d == "" {
-			continue
-		}
-		if err := d.Validate(); err != nil {
-			return res, fmt.Errorf("unpacker: invalid digest %q: %w", d, err)
-		}
-	}
 	if err := os.MkdirAll(dest, 0o755); err != nil {
 		return res, err
 	}
@@ -118,12 +110,43 @@ func UnpackLayer(ctx context.Context, blob io.Reader, dest string, spec LayerSpe
 		os.Remove(diffDir)
 		return res, err
 	}
+	res, err = UnpackLayerTo(ctx, blob, diffDir, tsFile, spec, opts)
+	if err == nil {
+		err = tsFile.Close()
+	} else {
+		tsFile.Close()
+	}
+	if err != nil {
+		if cerr := errors.Join(os.RemoveAll(diffDir), os.Remove(tsPath)); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("cleaning up after a failed unpack: %w", cerr))
+		}
+	}
+	return res, err
+}
+
+// UnpackLayerTo is UnpackLayer into diffDir, an existing empty directory,
+// with the tar-split metadata written to tarSplit (the store opens that file
+// itself and hands the worker only its fd). On error diffDir is emptied;
+// what was written to tarSplit is the caller's to discard.
+func UnpackLayerTo(ctx context.Context, blob io.Reader, diffDir string, tarSplit io.Writer, spec LayerSpec, opts Options) (res LayerResult, err error) {
+	for _, d := range []digest.Digest{spec.BlobDigest, spec.DiffID} {
+		if d == "" {
+			continue
+		}
+		if err := d.Validate(); err != nil {
+			return res, fmt.Errorf("unpacker: invalid digest %q: %w", d, err)
+		}
+	}
+	if entries, err := os.ReadDir(diffDir); err != nil {
+		return res, err
+	} else if len(entries) > 0 {
+		return res, fmt.Errorf("unpacker: %s is not empty", diffDir) // not ours to replace
+	}
 	defer func() {
 		if err == nil {
 			return
 		}
-		tsFile.Close()
-		if cerr := errors.Join(os.RemoveAll(diffDir), os.Remove(tsPath)); cerr != nil {
+		if cerr := emptyDir(diffDir); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("cleaning up after a failed unpack: %w", cerr))
 		}
 	}()
@@ -166,7 +189,7 @@ func UnpackLayer(ctx context.Context, blob io.Reader, dest string, spec LayerSpe
 
 	// The tar-split metadata is small and read rarely (squash, check):
 	// compress it at the fastest level, not the default one.
-	gzw, err := gzip.NewWriterLevel(tsFile, gzip.BestSpeed)
+	gzw, err := gzip.NewWriterLevel(tarSplit, gzip.BestSpeed)
 	if err != nil {
 		return res, err
 	}
@@ -191,10 +214,7 @@ func UnpackLayer(ctx context.Context, blob io.Reader, dest string, spec LayerSpe
 		return res, fmt.Errorf("reading layer blob: %w", err)
 	}
 	if err := gzw.Close(); err != nil {
-		return res, fmt.Errorf("writing %s: %w", tsPath, err)
-	}
-	if err := tsFile.Close(); err != nil {
-		return res, fmt.Errorf("writing %s: %w", tsPath, err)
+		return res, fmt.Errorf("writing tar-split metadata: %w", err)
 	}
 
 	res.Unverifiable = packer.shadowed
@@ -209,6 +229,19 @@ func UnpackLayer(ctx context.Context, blob io.Reader, dest string, spec LayerSpe
 		return res, fmt.Errorf("%w: layer diffID: expected %s, got %s", ErrDigestMismatch, spec.DiffID, res.DiffID)
 	}
 	return res, nil
+}
+
+// emptyDir removes everything inside dir, keeping dir.
+func emptyDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
+	}
+	return errors.Join(errs...)
 }
 
 // Reassemble rebuilds the exact original uncompressed tar of a layer from its

@@ -134,7 +134,10 @@ func runCreate(ctx context.Context, g *globals, o *createOptions, rawRef, id str
 	if err != nil {
 		return err
 	}
-	plan := st.MountPlan(rec)
+	plan, err := st.MountPlan(rec)
+	if err != nil {
+		return err
+	}
 	opts := plan.Options()
 	if o.withMount {
 		if err := unix.Mount("overlay", plan.Rootfs, "overlay", 0, plan.Data()); err != nil {

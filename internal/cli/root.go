@@ -23,8 +23,10 @@ type globals struct {
 	streams    Streams
 	configPath string
 	storePath  string
-	logLevel   string
-	logFormat  string
+	// storePathErr says why there is no default store path.
+	storePathErr error
+	logLevel     string
+	logFormat    string
 
 	cfg config.Config
 	log *slog.Logger
@@ -58,7 +60,7 @@ Results (JSON) go to stdout; logs and errors go to stderr.`,
 	cmd.SetErr(streams.Err)
 	f := cmd.PersistentFlags()
 	f.StringVar(&g.configPath, "config", "", "TOML config file (default "+config.DefaultPath()+" if present)")
-	f.StringVar(&g.storePath, "store", "", "store directory (default "+config.DefaultStore()+")")
+	f.StringVar(&g.storePath, "store", "", "store directory (default "+config.DefaultStoreHelp+")")
 	f.StringVar(&g.logLevel, "log-level", "", "debug, info, warn or error (default warn)")
 	f.StringVar(&g.logFormat, "log-format", "", "text or json (default text)")
 
@@ -97,7 +99,8 @@ func (g *globals) setup(cmd *cobra.Command) error {
 		g.storePath = cfg.Store
 	}
 	if g.storePath == "" {
-		g.storePath = config.DefaultStore()
+		// Only commands that use a store fail without one.
+		g.storePath, g.storePathErr = config.DefaultStore()
 	}
 	level := firstNonEmpty(g.logLevel, cfg.LogLevel, "warn")
 	format := firstNonEmpty(g.logFormat, cfg.LogFormat, "text")

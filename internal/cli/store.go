@@ -44,6 +44,9 @@ func (g *globals) openStore(ctx context.Context, uids, gids []idmap.Mapping) (*s
 	if helper != "" {
 		lim = quotaLimiter{overlayxfs.QuotaHelper{Path: helper}}
 	}
+	if g.storePathErr != nil {
+		return nil, g.storePathErr
+	}
 	st, err := store.Open(ctx, g.storePath, g.storeOptions(uids, gids, lim))
 	if err == nil && st.Meta().Quota && helper == "" {
 		g.log.Warn("the store has XFS project quotas but taproot-quota is not installed: no disk limits", "store", st.Root())
@@ -82,6 +85,9 @@ func (g *globals) startReclaim(storeRoot string) {
 // openExistingStore opens a store that must already exist, without
 // creating it (for delete, stats, list).
 func (g *globals) openExistingStore(ctx context.Context) (*store.Store, bool, error) {
+	if g.storePathErr != nil {
+		return nil, false, g.storePathErr
+	}
 	if _, err := os.Stat(g.storePath); err != nil {
 		if os.IsNotExist(err) {
 			return nil, false, nil

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -103,19 +105,28 @@ func Load(path string, required bool) (Config, error) {
 	return c, nil
 }
 
+// DefaultStoreHelp describes DefaultStore for --help.
+const DefaultStoreHelp = "/var/lib/taproot as root, else $XDG_DATA_HOME/taproot or ~/.local/share/taproot"
+
 // DefaultStore is the store path when neither flag nor config gives one:
 // /var/lib/taproot for root, else $XDG_DATA_HOME/taproot (or
-// ~/.local/share/taproot).
-func DefaultStore() string {
+// ~/.local/share/taproot, with the home dir from $HOME or else the
+// account's entry in /etc/passwd). There is no fallback in /tmp: another
+// user could create that path first and own the store.
+func DefaultStore() (string, error) {
 	if os.Geteuid() == 0 {
-		return "/var/lib/taproot"
+		return "/var/lib/taproot", nil
 	}
 	if d := os.Getenv("XDG_DATA_HOME"); d != "" && filepath.IsAbs(d) {
-		return filepath.Join(d, "taproot")
+		return filepath.Join(d, "taproot"), nil
 	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return filepath.Join(os.TempDir(), fmt.Sprintf("taproot-%d", os.Getuid()))
+	home := os.Getenv("HOME")
+	if !filepath.IsAbs(home) {
+		u, err := user.LookupId(strconv.Itoa(os.Getuid()))
+		if err != nil || !filepath.IsAbs(u.HomeDir) {
+			return "", fmt.Errorf("no default store: HOME is not set and uid %d has no home directory in /etc/passwd; pass --store DIR (a dir of your own, not in /tmp)", os.Getuid())
+		}
+		home = u.HomeDir
 	}
-	return filepath.Join(home, ".local", "share", "taproot")
+	return filepath.Join(home, ".local", "share", "taproot"), nil
 }
