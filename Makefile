@@ -36,12 +36,13 @@ test-user:
 vet:
 	$(GO) vet ./...
 
+# Both run strict (scripts/gotest-strict.sh): any skipped test fails them.
 unit:
-	$(GO) test -count=1 -timeout 10m $(UNIT_PKGS)
+	bash scripts/gotest-strict.sh -count=1 -timeout 10m $(UNIT_PKGS)
 
 acceptance: build
 	TAPROOT_BIN=$(BIN)/taproot TAPROOT_QUOTA_BIN=$(BIN)/taproot-quota \
-		$(GO) test -count=1 -timeout 20m ./acceptance/...
+		bash scripts/gotest-strict.sh -count=1 -timeout 30m ./acceptance/...
 
 # The one command: installs what is missing, builds, vets, unit tests,
 # acceptance tests with the real parts.
