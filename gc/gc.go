@@ -61,31 +61,20 @@ func Collect(ctx context.Context, st *store.Store, opts Options) (Result, error)
 	if err != nil {
 		return res, err
 	}
+	var candidates []string
 	for _, key := range keys {
-		if err := ctx.Err(); err != nil {
-			return res, err
-		}
-		if inUse[key] {
-			continue
-		}
-		removed, size, err := st.RemoveLayerIfUnused(ctx, key, func() (bool, error) {
-			// Read the records afresh under the layer's lock.
-			refs, err := st.ReferencedLayers()
-			if err != nil {
-				return false, err
-			}
-			return !refs[key], nil
-		})
-		if err != nil {
-			return res, fmt.Errorf("layer %s: %w", key, err)
-		}
-		if removed {
-			res.LayersRemoved++
-			res.ReclaimedBytes += size
+		if !inUse[key] {
+			candidates = append(candidates, key)
 		}
 	}
+	// The store checks them again under their locks.
+	n, size, err := st.RemoveUnreferencedLayers(ctx, candidates)
+	res.LayersRemoved += n
+	res.ReclaimedBytes += size
+	if err != nil {
+		return res, err
+	}
 	st.RemoveStaleLocalRecords()
-	n, err := st.RemoveDanglingLinks()
-	res.LinksRemoved = n
+	res.LinksRemoved, err = st.RemoveDanglingLinks()
 	return res, err
 }

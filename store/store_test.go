@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/taproot-dev/taproot/internal/flock"
 	"github.com/taproot-dev/taproot/internal/idmap"
 	"github.com/taproot-dev/taproot/internal/userns"
 )
@@ -318,5 +319,37 @@ func TestUnreachableStoreIsRefused(t *testing.T) {
 	}
 	if _, err := os.Lstat(st.lockPath("image-u")); err == nil {
 		t.Error("the refused create left its id lock file")
+	}
+}
+
+func TestRemoveUnreferencedLayers(t *testing.T) {
+	st := testStore(t)
+	ctx := context.Background()
+	used := &fakeLayer{data: layerTar(t, entry{name: "used", body: "1"})}
+	free := &fakeLayer{data: layerTar(t, entry{name: "free", body: "2"})}
+	held := &fakeLayer{data: layerTar(t, entry{name: "held", body: "3"})}
+	if _, err := st.Create(ctx, CreateRequest{ID: "a", Layers: []Layer{used.layer()}}); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := st.Pull(ctx, []Layer{free.layer(), held.layer()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	freeKey, heldKey := keys[0], keys[1]
+	usedKey, _ := layerKey(used.layer().DiffID)
+	// A create about to reference the layer holds its lock shared.
+	lock, err := flock.Shared(ctx, st.lockPath("layer-"+heldKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Release()
+	n, _, err := st.RemoveUnreferencedLayers(ctx, []string{usedKey, freeKey, heldKey, "../../etc"})
+	if err != nil || n != 1 {
+		t.Fatalf("removed %d layers (%v), want only the free one", n, err)
+	}
+	for key, want := range map[string]bool{usedKey: true, freeKey: false, heldKey: true} {
+		if st.layerExists(key) != want {
+			t.Errorf("layer %s present = %v, want %v", key, !want, want)
+		}
 	}
 }
