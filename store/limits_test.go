@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"os"
 	"testing"
 )
 
@@ -36,5 +37,33 @@ func TestInodeLimit(t *testing.T) {
 		if !errors.Is(err, c.wantErr) || got != c.want {
 			t.Errorf("%s: inodeLimit = %d, %v; want %d, %v", c.name, got, err, c.want, c.wantErr)
 		}
+	}
+}
+
+// TestWalkUsageInodes: without a quota, stats counts the upper dir's
+// inodes by walking it, a hardlinked file once.
+func TestWalkUsageInodes(t *testing.T) {
+	root := t.TempDir() + "/diff"
+	if err := os.MkdirAll(root+"/d/e", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"a", "d/b", "d/e/c"} {
+		if err := os.WriteFile(root+"/"+f, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Link(root+"/a", root+"/d/a2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("a", root+"/s"); err != nil {
+		t.Fatal(err)
+	}
+	_, inodes, err := walkUsage(root)
+	// diff, d, d/e, a (= d/a2), d/b, d/e/c, s
+	if err != nil || inodes != 7 {
+		t.Errorf("walkUsage inodes = %d, %v; want 7", inodes, err)
+	}
+	if _, n, err := walkUsage(root + "/missing"); err != nil || n != 0 {
+		t.Errorf("walkUsage of a missing dir = %d, %v; want 0, nil", n, err)
 	}
 }
