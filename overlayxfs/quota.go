@@ -19,9 +19,11 @@ type QuotaHelper struct {
 
 // QuotaUsage is an image's project quota, as `taproot-quota stats` reports.
 type QuotaUsage struct {
-	ProjectID  uint32 `json:"project_id"`
-	BytesUsed  uint64 `json:"bytes_used"`  // exclusive bytes of the image
-	BytesLimit uint64 `json:"bytes_limit"` // 0: no limit
+	ProjectID   uint32 `json:"project_id"`
+	BytesUsed   uint64 `json:"bytes_used"`   // exclusive bytes of the image
+	BytesLimit  uint64 `json:"bytes_limit"`  // 0: no limit
+	InodesUsed  uint64 `json:"inodes_used"`  // exclusive inodes of the image
+	InodesLimit uint64 `json:"inodes_limit"` // 0: no limit
 }
 
 // StoreQuotaStatus is what `taproot-quota check-store` reports.
@@ -33,11 +35,12 @@ type StoreQuotaStatus struct {
 	CapacityBytes          uint64 `json:"capacity_bytes"`
 }
 
-// SetLimit limits imageDir (<store>/images/<id>) to bytes, with a project
-// ID the helper derives itself. Call it before creating diff/ and work/ or
-// after: the helper sets both.
-func (h QuotaHelper) SetLimit(ctx context.Context, imageDir string, bytes uint64) error {
-	_, err := h.run(ctx, "set-limit", imageDir, strconv.FormatUint(bytes, 10))
+// SetLimit limits imageDir (<store>/images/<id>) to bytes and inodes (both
+// greater than 0), in one call, with a project ID the helper derives
+// itself. Call it before creating diff/ and work/ or after: the helper sets
+// both.
+func (h QuotaHelper) SetLimit(ctx context.Context, imageDir string, bytes, inodes uint64) error {
+	_, err := h.run(ctx, "set-limit", imageDir, strconv.FormatUint(bytes, 10), strconv.FormatUint(inodes, 10))
 	return err
 }
 

@@ -18,7 +18,7 @@ func fakeHelper(t *testing.T) (QuotaHelper, string) {
 	script := `#!/bin/sh
 echo "$* env=$(env | grep -v '^PWD=' | grep -v '^SHLVL=' | grep -v '^_=' | wc -l)" >>` + log + `
 case "$1" in
-stats) echo '{"project_id":7,"bytes_used":4096,"bytes_limit":10485760}' ;;
+stats) echo '{"project_id":7,"bytes_used":4096,"bytes_limit":10485760,"inodes_used":5,"inodes_limit":5120}' ;;
 check-store) echo '{"store":"'$2'","filesystem":"xfs","project_quota_accounting":true,"project_quota_enforced":true,"capacity_bytes":5}' ;;
 clear) echo "taproot-quota: clear: refused for test" >&2; exit 1 ;;
 esac
@@ -33,11 +33,11 @@ esac
 func TestQuotaHelperClient(t *testing.T) {
 	ctx := context.Background()
 	h, log := fakeHelper(t)
-	if err := h.SetLimit(ctx, "/s/images/x", 10485760); err != nil {
+	if err := h.SetLimit(ctx, "/s/images/x", 10485760, 5120); err != nil {
 		t.Fatal(err)
 	}
 	u, err := h.Usage(ctx, "/s/images/x")
-	if err != nil || u != (QuotaUsage{ProjectID: 7, BytesUsed: 4096, BytesLimit: 10485760}) {
+	if err != nil || u != (QuotaUsage{ProjectID: 7, BytesUsed: 4096, BytesLimit: 10485760, InodesUsed: 5, InodesLimit: 5120}) {
 		t.Errorf("Usage = %+v, %v", u, err)
 	}
 	st, err := h.CheckStore(ctx, "/s")
@@ -49,7 +49,7 @@ func TestQuotaHelperClient(t *testing.T) {
 		t.Errorf("Clear error = %v", err)
 	}
 	b, _ := os.ReadFile(log)
-	want := "set-limit /s/images/x 10485760 env=0\nstats /s/images/x env=0\ncheck-store /s env=0\nclear /s/images/x env=0\n"
+	want := "set-limit /s/images/x 10485760 5120 env=0\nstats /s/images/x env=0\ncheck-store /s env=0\nclear /s/images/x env=0\n"
 	if string(b) != want {
 		t.Errorf("helper calls:\n%s\nwant:\n%s", b, want)
 	}

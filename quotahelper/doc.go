@@ -4,7 +4,10 @@
 // An image's limit is an XFS project quota. The helper gives the image dir
 // <store>/images/<id> (and its diff/ and work/ when they exist) a project ID
 // with the PROJINHERIT flag, so everything created below is charged to it,
-// and sets the ID's block hard limit with quotactl(Q_XSETQLIM). Stats read
+// and sets the ID's block and inode hard limits in one quotactl(Q_XSETQLIM)
+// call (d_blk_hardlimit and d_ino_hardlimit; XFS does not charge inodes to
+// the block limit, so without an inode limit a container could create
+// empty files, dirs and symlinks until the filesystem has no inodes left). Stats read
 // the ID's usage with Q_XGETQUOTA: O(1), no tree walk. work/ must carry the
 // same ID as diff/, because XFS refuses (EXDEV) a rename or link into a
 // PROJINHERIT dir from another project, and overlayfs copies up through
@@ -13,8 +16,8 @@
 //
 // # Commands
 //
-//	taproot-quota set-limit <store>/images/<id> <bytes>
-//	taproot-quota stats <store>/images/<id>   → {"project_id":N,"bytes_used":N,"bytes_limit":N}
+//	taproot-quota set-limit <store>/images/<id> <bytes> <inodes>
+//	taproot-quota stats <store>/images/<id>   → {"project_id":N,"bytes_used":N,"bytes_limit":N,"inodes_used":N,"inodes_limit":N}
 //	taproot-quota clear <store>/images/<id>
 //	taproot-quota check-store <store>         → {"store":…,"filesystem":"xfs","project_quota_accounting":…,"project_quota_enforced":…,"capacity_bytes":N}
 //
@@ -23,7 +26,7 @@
 //
 // # What the helper trusts
 //
-// Nothing the caller controls but an image path and a size. The package
+// Nothing the caller controls but an image path, a size and an inode count. The package
 // imports only the standard library and golang.org/x/sys (a test enforces
 // it), runs no other program, looks nothing up in PATH and clears its
 // environment at once.
@@ -45,11 +48,16 @@
 //     by no one else.
 //   - images/, images/<id>, and diff/ and work/ below it are opened the same
 //     way from the store's fd, adding RESOLVE_NO_XDEV, and each must be a
-//     directory on the store's filesystem (st_dev), owned by the store's
-//     owner and writable by no one else. Every later call works on these fds,
-//     so renaming things after the checks changes nothing.
-//   - The size must be plain decimal digits, greater than 0, and not more
-//     than the filesystem's size.
+//     directory on the store's filesystem (st_dev) writable by no one else.
+//     images/ and images/<id> must be owned by the store's owner; diff/ and
+//     work/ by the store's owner or by its container root (see "Container
+//     root" below). Every later call works on these fds, so renaming things
+//     after the checks changes nothing.
+//   - No other listed store on the store's filesystem may have another
+//     owner (see "One owner per filesystem" below).
+//   - The size and the inode count must be plain decimal digits, greater
+//     than 0; the size not more than the filesystem's size, the inode count
+//     not more than that size over 256 (XFS's smallest inode).
 //
 // # Privileges
 //
@@ -87,11 +95,75 @@
 // taproot stores, since other project IDs set by hand on it could collide.
 // And XFS project quotas do not bind the store's owner in the initial user
 // namespace: it can change the project ID of its own files. They bind
-// processes in a user namespace (the containers), which cannot.
+// processes in a user namespace (the containers), which cannot; a container
+// that broke out to the initial user namespace as its root's host uid owns
+// its upper dir's files and is bound no more than the owner.
 //
 // clear resets the dirs' project ID to 0 and PROJINHERIT off and sets every
-// limit of the ID to 0, after which XFS forgets the ID once nothing is
-// charged to it (when the image's files are removed).
+// limit of the ID (blocks and inodes) to 0, after which XFS forgets the ID
+// once nothing is charged to it (when the image's files are removed).
+//
+// # Container root
+//
+// In a root-owned store (the "maximus" mapping: container uid 0 is host uid
+// 4294967294) the image's diff/ and work/ are owned by container root's host
+// uid, because the runtime mounts the overlay as container root inside the
+// container's user namespace and that uid must own the upper dir. The
+// helper must accept that owner, and no other. It learns container root's
+// host uid from the store's meta, <store>/meta/store.json (owner_uid and
+// the uid_mappings entry for container uid 0), opened from the store's
+// checked fd with no symlink and no mount crossing. meta/ and the file must
+// be owned by the store's owner and writable by no one else, so only the
+// owner (or root) can have written them, and the file's owner_uid must be
+// the store's owner. The meta is read only when diff/ or work/ is not the
+// owner's, so a store whose container root is its owner needs none.
+//
+// Why this is enough:
+//
+//   - Root store: its owner is root, so container root (or a container
+//     that broke out as it) cannot write the meta: it cannot make the
+//     helper accept any other uid.
+//   - Rootless store: the caller owns the meta and may write any uid X in
+//     it. That gains nothing: the helper then accepts a diff/ or work/ owned
+//     by X inside the caller's images/<id>, but such a dir has to get there.
+//     images/<id> is the caller's and writable by no one else, so X cannot
+//     put it there; the caller can create only dirs it owns, and can move
+//     a directory to a new parent only with write permission on that
+//     directory (the kernel checks it, to update ".."), which the mode
+//     check (not group or world writable; an ACL granting write shows in
+//     the group bits) rules out for X's dir. Even then the helper only sets
+//     a project ID on it, which charges X's later writes in a dir X chose
+//     to give away to the caller's limit. Host root as container root of a
+//     store not owned by root, and (uid_t)-1, are refused outright.
+//   - Deriving container root otherwise was considered: from the owner of
+//     images/<id> (the caller's to choose), from /etc/subuid (maximus is in
+//     no such file, and name lookups there need /etc/passwd parsing in a
+//     setuid program), or a fixed 4294967294 for root stores (wrong for a
+//     root store made with --uid-mapping). The meta is the store's own
+//     record of the mapping the worker used to chown these very dirs.
+//
+// # One owner per filesystem
+//
+// The kernel lets the owner of a file set any project ID on it from the
+// initial user namespace (FS_IOC_FSSETXATTR; verified in UML), so a user
+// who owns files on an XFS filesystem can charge them to any project there:
+// with two owners' stores on one filesystem, owner A learns B's project IDs
+// (inode numbers) and fills B's limits, and no check in the helper can stop
+// it, because A needs no helper to do it. So the quota stores of a
+// filesystem must belong to one owner: init-store refuses a store for a
+// second owner on a filesystem that holds another owner's listed store, and
+// the helper refuses to act on a store when another listed store on the
+// same st_dev is owned by another uid (ErrSharedFilesystem), so that a list
+// edited by hand, or written by an older taproot, fails loudly rather than
+// quietly lets tenants charge each other. The other listed stores are
+// opened as root with O_PATH, from / with no symlink on their path (a
+// path that cannot be opened so is not a store and is skipped), so that an
+// owner who can rename a directory above its own listed store cannot point
+// that path at a directory of another filesystem to make the helper refuse
+// someone else. The owner of a store is the uid owning its directory: root
+// for root stores, the user for rootless ones. Root's store and a user's
+// store conflict too (under maximus, container uids are the same host uids
+// as real users).
 //
 // # quotactl
 //

@@ -39,9 +39,11 @@ const (
 
 // Stats is what the stats subcommand prints, as one JSON object.
 type Stats struct {
-	ProjectID  uint32 `json:"project_id"`
-	BytesUsed  uint64 `json:"bytes_used"`
-	BytesLimit uint64 `json:"bytes_limit"`
+	ProjectID   uint32 `json:"project_id"`
+	BytesUsed   uint64 `json:"bytes_used"`
+	BytesLimit  uint64 `json:"bytes_limit"`
+	InodesUsed  uint64 `json:"inodes_used"`
+	InodesLimit uint64 `json:"inodes_limit"`
 }
 
 // StoreStatus is what the check-store subcommand prints, as one JSON object.
@@ -54,7 +56,7 @@ type StoreStatus struct {
 }
 
 const usage = `usage:
-  taproot-quota set-limit <store>/images/<id> <bytes>
+  taproot-quota set-limit <store>/images/<id> <bytes> <inodes>
   taproot-quota stats <store>/images/<id>
   taproot-quota clear <store>/images/<id>
   taproot-quota check-store <store>`
@@ -79,8 +81,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	cmd, rest := args[1], args[2:]
 	var out any
 	switch {
-	case cmd == "set-limit" && len(rest) == 2:
-		err = p.setLimit(rest[0], rest[1])
+	case cmd == "set-limit" && len(rest) == 3:
+		err = p.setLimit(rest[0], rest[1], rest[2])
 	case cmd == "stats" && len(rest) == 1:
 		out, err = p.stats(rest[0])
 	case cmd == "clear" && len(rest) == 1:
@@ -220,13 +222,17 @@ func projectID(img *image) (uint32, error) {
 	return uint32(ino), nil
 }
 
-func (p *privs) setLimit(imageDir, size string) error {
+func (p *privs) setLimit(imageDir, size, inodeCount string) error {
 	img, err := p.openImage(imageDir)
 	if err != nil {
 		return err
 	}
 	defer img.close()
 	bytes, err := parseSize(size)
+	if err != nil {
+		return err
+	}
+	inodes, err := parseInodes(inodeCount)
 	if err != nil {
 		return err
 	}
@@ -237,19 +243,25 @@ func (p *privs) setLimit(imageDir, size string) error {
 	if bytes > capacity {
 		return fmt.Errorf("size %d is larger than the filesystem of %s (%d bytes)", bytes, img.store.Name(), capacity)
 	}
+	if max := capacity / minInodeSize; inodes > max {
+		return fmt.Errorf("inode count %d is more than the filesystem of %s can hold (%d bytes hold at most %d inodes of %d bytes)",
+			inodes, img.store.Name(), capacity, max, minInodeSize)
+	}
 	id, err := projectID(img)
 	if err != nil {
 		return err
 	}
 	q := &quotaTarget{file: img.store, noFD: p.noQuotactlFD}
 	return p.asRoot(func() error {
-		// The limit first, so that no file is charged to an ID without it.
+		// Both limits in one call, and before the project ID, so that no
+		// file is charged to an ID without them.
 		d := fsDiskQuota{
 			Version:      fsDquotVersion,
 			Flags:        fsProjQuota,
-			Fieldmask:    fsDqLimitAll, // the other limits are set to 0
+			Fieldmask:    fsDqLimitAll, // the soft and realtime limits are set to 0
 			ID:           id,
 			BlkHardlimit: (bytes + basicBlockSize - 1) / basicBlockSize,
+			InoHardlimit: inodes,
 		}
 		if err := q.quotactl(qXSetQLim, id, unsafe.Pointer(&d)); err != nil {
 			return err
@@ -293,7 +305,8 @@ func (p *privs) stats(imageDir string) (*Stats, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Stats{ProjectID: id, BytesUsed: d.Bcount * basicBlockSize, BytesLimit: d.BlkHardlimit * basicBlockSize}, nil
+	return &Stats{ProjectID: id, BytesUsed: d.Bcount * basicBlockSize, BytesLimit: d.BlkHardlimit * basicBlockSize,
+		InodesUsed: d.Icount, InodesLimit: d.InoHardlimit}, nil
 }
 
 func (p *privs) clear(imageDir string) error {
@@ -326,11 +339,14 @@ func (p *privs) checkStore(storeDir string) (*StoreStatus, error) {
 	if !stores[storeDir] {
 		return nil, fmt.Errorf("%s is not a store listed in %s", storeDir, p.listPath)
 	}
-	store, _, err := p.openStore(storeDir)
+	store, sst, err := p.openStore(storeDir)
 	if err != nil {
 		return nil, err
 	}
 	defer store.Close()
+	if err := p.checkOneOwner(stores, storeDir, sst); err != nil {
+		return nil, err
+	}
 	var sfs unix.Statfs_t
 	if err := unix.Fstatfs(int(store.Fd()), &sfs); err != nil {
 		return nil, &os.PathError{Op: "fstatfs", Path: storeDir, Err: err}

@@ -16,19 +16,16 @@ import (
 // maxListSize bounds the stores list the helper reads.
 const maxListSize = 1 << 20
 
+// minInodeSize is the smallest inode XFS has (256 bytes, v4 filesystems;
+// v5 ones have 512): no filesystem of N bytes holds more than N/256 inodes,
+// so set-limit refuses a larger inode count as a mistake.
+const minInodeSize = 256
+
 // parseSize accepts a plain decimal byte count: digits only (no sign, no
 // spaces, no unit, no base prefix), greater than zero, fitting uint64.
 // The caller checks it against the filesystem's size.
 func parseSize(s string) (uint64, error) {
-	if s == "" || len(s) > 20 {
-		return 0, fmt.Errorf("invalid size %q: want a decimal number of bytes", s)
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0, fmt.Errorf("invalid size %q: want a decimal number of bytes", s)
-		}
-	}
-	n, err := strconv.ParseUint(s, 10, 64)
+	n, err := parseDecimal(s)
 	if err != nil {
 		return 0, fmt.Errorf("invalid size %q: %w", s, err)
 	}
@@ -36,6 +33,33 @@ func parseSize(s string) (uint64, error) {
 		return 0, fmt.Errorf("invalid size %q: must be greater than zero (use clear to remove a limit)", s)
 	}
 	return n, nil
+}
+
+// parseInodes is parseSize for an inode count.
+func parseInodes(s string) (uint64, error) {
+	n, err := parseDecimal(s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid inode count %q: %w", s, err)
+	}
+	if n == 0 {
+		// XFS reads a hard limit of 0 as no limit.
+		return 0, fmt.Errorf("invalid inode count %q: must be greater than zero (use clear to remove a limit)", s)
+	}
+	return n, nil
+}
+
+var errNotDecimal = errors.New("want a decimal number")
+
+func parseDecimal(s string) (uint64, error) {
+	if s == "" || len(s) > 20 {
+		return 0, errNotDecimal
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, errNotDecimal
+		}
+	}
+	return strconv.ParseUint(s, 10, 64)
 }
 
 // checkCleanAbs refuses a path that is not absolute and clean (this also
@@ -236,8 +260,10 @@ func (img *image) close() {
 
 // openImage checks imageDir against the stores list and opens it, and its
 // diff/ and work/ when present, with no symlink and no mount crossing below
-// the store, checking each is a directory on the store's filesystem owned
-// by the store's owner and writable by no one else.
+// the store, checking each is a directory on the store's filesystem
+// writable by no one else, and owned by the store's owner (diff/ and work/
+// may instead be owned by the store's container root, see doc.go). The
+// store must be the only owner's store on its filesystem.
 func (p *privs) openImage(imageDir string) (*image, error) {
 	storeDir, id, err := splitImageDir(imageDir)
 	if err != nil {
@@ -254,10 +280,44 @@ func (p *privs) openImage(imageDir string) (*image, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := p.checkOneOwner(stores, storeDir, sst); err != nil {
+		store.Close()
+		return nil, err
+	}
 	img := &image{store: store}
 	owner := sst.Uid
-	open := func(parent *os.File, name string) (*os.File, *unix.Stat_t, error) {
+	// Container root is read from the store's meta only when a dir is not
+	// the owner's: stores whose container root is their owner need no meta.
+	var cr *containerRoot
+	ownerOrContainerRoot := func(name string, uid uint32) error {
+		if uid == owner {
+			return nil
+		}
+		if cr == nil {
+			c, err := readContainerRoot(store, sst)
+			if err != nil {
+				return fmt.Errorf("%s is owned by uid %d, not by the store's owner (uid %d), and the store's container root is unknown: %w", name, uid, owner, err)
+			}
+			cr = &c
+		}
+		if cr.ok && uid == cr.uid {
+			return nil
+		}
+		return fmt.Errorf("%s is owned by uid %d, not by the store's owner (uid %d) or its container root (%s)", name, uid, owner, cr)
+	}
+	ownerOnly := func(name string, uid uint32) error {
+		if uid != owner {
+			return fmt.Errorf("%s is owned by uid %d, not by the store's owner (uid %d)", name, uid, owner)
+		}
+		return nil
+	}
+	// open opens and checks parent/name; an optional one that does not
+	// exist gives no file and no error.
+	open := func(parent *os.File, name string, optional bool, checkOwner func(string, uint32) error) (*os.File, *unix.Stat_t, error) {
 		f, err := openat2Dir(int(parent.Fd()), parent.Name(), name, unix.O_RDONLY, true)
+		if optional && errors.Is(err, unix.ENOENT) {
+			return nil, nil, nil
+		}
 		if err != nil {
 			return nil, nil, err
 		}
@@ -269,10 +329,10 @@ func (p *privs) openImage(imageDir string) (*image, error) {
 		switch {
 		case st.Dev != sst.Dev:
 			err = fmt.Errorf("%s is not on the store's filesystem", f.Name())
-		case st.Uid != owner:
-			err = fmt.Errorf("%s is owned by uid %d, not by the store's owner (uid %d)", f.Name(), st.Uid, owner)
 		case st.Mode&0o022 != 0:
 			err = fmt.Errorf("%s is writable by group or others (mode %#o)", f.Name(), st.Mode&0o7777)
+		default:
+			err = checkOwner(f.Name(), st.Uid)
 		}
 		if err != nil {
 			f.Close()
@@ -281,20 +341,20 @@ func (p *privs) openImage(imageDir string) (*image, error) {
 		return f, &st, nil
 	}
 	var st *unix.Stat_t
-	if img.images, _, err = open(store, "images"); err != nil {
+	if img.images, _, err = open(store, "images", false, ownerOnly); err != nil {
 		img.close()
 		return nil, err
 	}
-	if img.dir, st, err = open(img.images, id); err != nil {
+	if img.dir, st, err = open(img.images, id, false, ownerOnly); err != nil {
 		img.close()
 		return nil, err
 	}
 	img.st = *st
-	if img.diff, _, err = open(img.dir, "diff"); err != nil && !errors.Is(err, unix.ENOENT) {
+	if img.diff, _, err = open(img.dir, "diff", true, ownerOrContainerRoot); err != nil {
 		img.close()
 		return nil, err
 	}
-	if img.work, _, err = open(img.dir, "work"); err != nil && !errors.Is(err, unix.ENOENT) {
+	if img.work, _, err = open(img.dir, "work", true, ownerOrContainerRoot); err != nil {
 		img.close()
 		return nil, err
 	}

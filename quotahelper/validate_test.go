@@ -1,11 +1,14 @@
 package quotahelper
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestStructSizes(t *testing.T) {
@@ -215,4 +218,264 @@ func TestMainUsage(t *testing.T) {
 	if !strings.HasPrefix(errb.String(), "taproot-quota: ") {
 		t.Errorf("stderr %q", errb.String())
 	}
+}
+
+func TestParseInodes(t *testing.T) {
+	for s, want := range map[string]uint64{"1": 1, "5120": 5120, "18446744073709551615": 1<<64 - 1} {
+		if got, err := parseInodes(s); err != nil || got != want {
+			t.Errorf("parseInodes(%q) = %d, %v; want %d", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", "0", "-1", "+5", " 5", "1k", "0x10", "18446744073709551616", "5\n"} {
+		if n, err := parseInodes(s); err == nil || !strings.Contains(err.Error(), "invalid inode count") {
+			t.Errorf("parseInodes(%q) = %d, %v; want an invalid inode count error", s, n, err)
+		}
+	}
+}
+
+// maximusMeta is a root store's meta/store.json as the store writes it.
+const maximusMeta = `{"version":1,"owner_uid":0,"owner_gid":0,
+ "uid_mappings":[{"container_id":0,"host_id":4294967294,"size":1},{"container_id":1,"host_id":1,"size":4294967293}],
+ "gid_mappings":[{"container_id":0,"host_id":4294967294,"size":1},{"container_id":1,"host_id":1,"size":4294967293}],"quota":true}`
+
+const maximusRoot = 4294967294
+
+// rootStore makes testStore a root store with quotas whose diff/ and work/
+// are container root's, as taproot lays one out.
+func rootStore(t *testing.T) (*privs, string) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("needs root to chown to container root's host uid")
+	}
+	p, store := testStore(t)
+	if err := os.WriteFile(store+"/meta/store.json", []byte(maximusMeta), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"diff", "work"} {
+		if err := os.Chown(store+"/images/img1/"+d, maximusRoot, maximusRoot); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p, store
+}
+
+func TestRootStoreContainerRootDirs(t *testing.T) {
+	p, store := rootStore(t)
+	img, err := p.openImage(store + "/images/img1")
+	if err != nil {
+		t.Fatalf("root store with container root's diff/ and work/ refused: %v", err)
+	}
+	if img.diff == nil || img.work == nil {
+		t.Error("diff/ or work/ not opened")
+	}
+	img.close()
+
+	// Only diff/ and work/ may be container root's, and only container root's.
+	if err := os.Chown(store+"/images/img1/diff", maximusRoot-1, maximusRoot); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.openImage(store + "/images/img1"); err == nil || !strings.Contains(err.Error(), "or its container root (uid 4294967294)") {
+		t.Errorf("diff/ of another uid accepted: %v", err)
+	}
+	os.Chown(store+"/images/img1/diff", maximusRoot, maximusRoot)
+	if err := os.Chown(store+"/images/img1", maximusRoot, maximusRoot); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.openImage(store + "/images/img1"); err == nil || !strings.Contains(err.Error(), "not by the store's owner") {
+		t.Errorf("image dir owned by container root accepted: %v", err)
+	}
+	os.Chown(store+"/images/img1", 0, 0)
+	if err := os.Chmod(store+"/images/img1/work", 0o775); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.openImage(store + "/images/img1"); err == nil || !strings.Contains(err.Error(), "writable by group or others") {
+		t.Errorf("group-writable work/ accepted: %v", err)
+	}
+	os.Chmod(store+"/images/img1/work", 0o755)
+	if img, err := p.openImage(store + "/images/img1"); err != nil {
+		t.Errorf("restored store refused: %v", err)
+	} else {
+		img.close()
+	}
+}
+
+// TestRootStoreMetaChecks: the meta that names container root must be the
+// owner's, unwritable by others, a small regular file reached without
+// symlinks, and name the owner; else a dir not the owner's is refused.
+func TestRootStoreMetaChecks(t *testing.T) {
+	cases := map[string]func(t *testing.T, store string){
+		"missing": func(t *testing.T, store string) { os.Remove(store + "/meta/store.json") },
+		"group writable": func(t *testing.T, store string) {
+			os.Chmod(store+"/meta/store.json", 0o664)
+		},
+		"owned by container root": func(t *testing.T, store string) {
+			os.Chown(store+"/meta/store.json", maximusRoot, maximusRoot)
+		},
+		"meta dir owned by container root": func(t *testing.T, store string) {
+			os.Chown(store+"/meta", maximusRoot, maximusRoot)
+		},
+		"meta dir world writable": func(t *testing.T, store string) {
+			os.Chmod(store+"/meta", 0o777)
+		},
+		"symlink": func(t *testing.T, store string) {
+			other := t.TempDir() + "/store.json"
+			os.WriteFile(other, []byte(maximusMeta), 0o644)
+			os.Remove(store + "/meta/store.json")
+			os.Symlink(other, store+"/meta/store.json")
+		},
+		"meta dir symlink": func(t *testing.T, store string) {
+			other := t.TempDir()
+			os.WriteFile(other+"/store.json", []byte(maximusMeta), 0o644)
+			os.RemoveAll(store + "/meta")
+			os.Symlink(other, store+"/meta")
+		},
+		"fifo": func(t *testing.T, store string) {
+			os.Remove(store + "/meta/store.json")
+			if err := unix.Mkfifo(store+"/meta/store.json", 0o644); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"too big": func(t *testing.T, store string) {
+			os.WriteFile(store+"/meta/store.json", []byte(maximusMeta+strings.Repeat(" ", maxMetaSize)), 0o644)
+		},
+		"other owner_uid": func(t *testing.T, store string) {
+			os.WriteFile(store+"/meta/store.json", []byte(strings.Replace(maximusMeta, `"owner_uid":0`, `"owner_uid":1000`, 1)), 0o644)
+		},
+		"no owner_uid": func(t *testing.T, store string) {
+			os.WriteFile(store+"/meta/store.json", []byte(strings.Replace(maximusMeta, `"owner_uid":0,`, ``, 1)), 0o644)
+		},
+		"root mapped twice": func(t *testing.T, store string) {
+			os.WriteFile(store+"/meta/store.json", []byte(strings.Replace(maximusMeta, `"uid_mappings":[`, `"uid_mappings":[{"container_id":0,"host_id":7,"size":1},`, 1)), 0o644)
+		},
+		"not json": func(t *testing.T, store string) {
+			os.WriteFile(store+"/meta/store.json", []byte("{"), 0o644)
+		},
+	}
+	for name, spoil := range cases {
+		t.Run(name, func(t *testing.T) {
+			p, store := rootStore(t)
+			spoil(t, store)
+			img, err := p.openImage(store + "/images/img1")
+			if err == nil {
+				img.close()
+				t.Fatal("container root's diff/ accepted with a bad meta")
+			}
+			if !errors.Is(err, ErrBadMeta) {
+				t.Errorf("error %v is not ErrBadMeta", err)
+			}
+			// A store whose dirs are all the owner's needs no meta.
+			os.Chown(store+"/images/img1/diff", 0, 0)
+			os.Chown(store+"/images/img1/work", 0, 0)
+			if img, err := p.openImage(store + "/images/img1"); err != nil {
+				t.Errorf("store with owner-owned dirs refused for its meta: %v", err)
+			} else {
+				img.close()
+			}
+		})
+	}
+}
+
+// TestRootlessStoreMetaNamesRoot: a meta written by a rootless owner that
+// maps container root to host root does not make a root-owned diff/
+// acceptable.
+func TestRootlessStoreMetaNamesRoot(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to chown")
+	}
+	p, store := testStore(t)
+	p.ruid = 4000
+	meta := `{"owner_uid":4000,"uid_mappings":[{"container_id":0,"host_id":0,"size":1}]}`
+	if err := os.WriteFile(store+"/meta/store.json", []byte(meta), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := filepath.Walk(store, func(path string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, 4000, 4000)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img, err := p.openImage(store + "/images/img1"); err != nil {
+		t.Fatalf("rootless store refused: %v", err)
+	} else {
+		img.close()
+	}
+	os.Chown(store+"/images/img1/diff", 0, 0)
+	if _, err := p.openImage(store + "/images/img1"); err == nil || !strings.Contains(err.Error(), "container root (none") {
+		t.Errorf("root-owned diff/ in a rootless store accepted: %v", err)
+	}
+}
+
+// TestOneOwnerPerFilesystem: two listed stores of two owners on one
+// filesystem are refused, both ways; a listed path that is missing or goes
+// through a symlink is no store.
+func TestOneOwnerPerFilesystem(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to chown")
+	}
+	p, store := testStore(t)
+	base := filepath.Dir(store)
+	other := base + "/other"
+	for _, d := range []string{"images/o1/diff", "meta"} {
+		if err := os.MkdirAll(filepath.Join(other, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeList := func(lines ...string) {
+		t.Helper()
+		if err := os.WriteFile(p.listPath, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open := func(dir string) error {
+		img, err := p.openImage(dir)
+		if err == nil {
+			img.close()
+		}
+		return err
+	}
+	// Same owner (root): fine.
+	writeList(store, other)
+	if err := open(store + "/images/img1"); err != nil {
+		t.Fatalf("two stores of one owner refused: %v", err)
+	}
+	// The other store handed to uid 4001.
+	if err := os.Chown(other, 4001, 4001); err != nil {
+		t.Fatal(err)
+	}
+	if err := open(store + "/images/img1"); !errors.Is(err, ErrSharedFilesystem) {
+		t.Errorf("openImage with another owner's store on the filesystem: %v, want ErrSharedFilesystem", err)
+	} else if !strings.Contains(err.Error(), other+" (uid 4001)") || !strings.Contains(err.Error(), "--store-size-bytes") {
+		t.Errorf("error does not name the other store and the way out: %v", err)
+	}
+	if _, err := p.checkStore(store); !errors.Is(err, ErrSharedFilesystem) {
+		t.Errorf("check-store with another owner's store on the filesystem: %v, want ErrSharedFilesystem", err)
+	}
+	// The other owner is refused as well.
+	p2 := *p
+	p2.ruid = 4001
+	os.Chown(other+"/images", 4001, 4001)
+	os.Chown(other+"/images/o1", 4001, 4001)
+	if err := open2(&p2, other+"/images/o1"); !errors.Is(err, ErrSharedFilesystem) {
+		t.Errorf("the other owner's openImage: %v, want ErrSharedFilesystem", err)
+	}
+	// A missing listed store, or one reached through a symlink, is no store.
+	link := base + "/link"
+	if err := os.Symlink(other, link); err != nil {
+		t.Fatal(err)
+	}
+	writeList(store, base+"/missing", link, link+"/images")
+	if err := open(store + "/images/img1"); err != nil {
+		t.Errorf("missing or symlinked listed paths counted as stores: %v", err)
+	}
+}
+
+func open2(p *privs, dir string) error {
+	img, err := p.openImage(dir)
+	if err == nil {
+		img.close()
+	}
+	return err
 }

@@ -11,6 +11,11 @@ type Stats struct {
 type DiskUsage struct {
 	TotalBytesUsed     int64 `json:"total_bytes_used"`
 	ExclusiveBytesUsed int64 `json:"exclusive_bytes_used"`
+	// Inodes, counted like the bytes: exclusive from the project quota
+	// (what the container made), total adds the image's own (its layers'
+	// tar entries, 0 for images made before taproot recorded them).
+	TotalInodesUsed     int64 `json:"total_inodes_used"`
+	ExclusiveInodesUsed int64 `json:"exclusive_inodes_used"`
 }
 
 // Capacity is the JSON of `taproot capacity`.

@@ -29,6 +29,9 @@ type CreateRequest struct {
 	// ExcludeBase, the image's base size counts against it.
 	DiskLimit   uint64
 	ExcludeBase bool
+	// DiskLimitInodes is the image's inode limit (0 = derived from the
+	// byte limit, see inodeLimit), counted like DiskLimit.
+	DiskLimitInodes uint64
 }
 
 // ErrUnreachable reports a store whose parents container root cannot
@@ -80,7 +83,7 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 	}
 	defer s.releaseHeld(held)
 
-	var base int64
+	var base, baseInodes int64
 	diffIDs := make([]digest.Digest, len(req.Layers))
 	seen := map[string]bool{}
 	for i, l := range req.Layers {
@@ -94,6 +97,7 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 			return rec, fmt.Errorf("layer %s: %w", l.DiffID, err)
 		}
 		base += lr.Size
+		baseInodes += lr.Inodes
 	}
 	// A limit equal to the base leaves the upper dir 0 bytes, which XFS
 	// cannot express (a hard limit of 0 is no limit): refuse it too.
@@ -148,11 +152,15 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 		if limit == 0 {
 			return rec, fmt.Errorf("image %q: %w: limit %d bytes, image %d bytes", req.ID, ErrLimitBelowBase, req.DiskLimit, base)
 		}
+		inodes, err := inodeLimit(req, limit, baseInodes)
+		if err != nil {
+			return rec, err
+		}
 		quota = true // from here a failure must clear it
-		if err := s.opts.Limiter.SetLimit(ctx, dir, limit); err != nil {
+		if err := s.opts.Limiter.SetLimit(ctx, dir, limit, inodes); err != nil {
 			return rec, fmt.Errorf("image %q: set disk limit: %w", req.ID, err)
 		}
-	case req.DiskLimit > 0:
+	case req.DiskLimit > 0 || req.DiskLimitInodes > 0:
 		s.warnNoQuotaOnce()
 	}
 	rec = ImageRecord{
@@ -168,6 +176,7 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 		Quota:          quota,
 		Config:         req.Config,
 	}
+	rec.BaseInodes, rec.DiskLimitInodes = baseInodes, req.DiskLimitInodes
 	if err := ctx.Err(); err != nil {
 		return rec, err
 	}

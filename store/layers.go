@@ -292,6 +292,7 @@ func (s *Store) fetchLayers(ctx context.Context, missing []missingLayer) (err er
 			MediaType:       m.MediaType,
 			CompressedSize:  r.Result.CompressedBytes,
 			Size:            r.Result.Bytes,
+			Inodes:          int64(r.Result.Entries),
 			UncompressedTar: r.Result.UncompressedBytes,
 			Created:         time.Now().UTC(),
 			UnpackWarnings:  r.Result.Warnings,
@@ -417,7 +418,7 @@ func (s *Store) unpackUnknown(ctx context.Context, layers []Layer, held heldLaye
 			return err
 		}
 		if !s.layerExists(key) {
-			err = s.publishLayer(key, t, &LayerRecord{DiffID: l.DiffID, Size: res.Bytes, UncompressedTar: res.UncompressedBytes, Created: time.Now().UTC(), UnpackWarnings: res.Warnings, Unverifiable: res.Unverifiable})
+			err = s.publishLayer(key, t, &LayerRecord{DiffID: l.DiffID, Size: res.Bytes, Inodes: int64(res.Entries), UncompressedTar: res.UncompressedBytes, Created: time.Now().UTC(), UnpackWarnings: res.Warnings, Unverifiable: res.Unverifiable})
 		}
 		lock.RemoveAndRelease()
 		s.removeTmp(ctx, t)

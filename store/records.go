@@ -41,6 +41,9 @@ type LayerRecord struct {
 	// Unverifiable: the layer's tar repeats a path with content, so check
 	// can compare its file list but not rebuild its bytes.
 	Unverifiable bool `json:"unverifiable,omitempty"`
+	// Inodes is the layer's tar entries, an upper bound of the inodes it
+	// made (a hardlink or a skipped entry counts too); 0 in older records.
+	Inodes int64 `json:"inodes,omitempty"`
 }
 
 // ImageRecord is <store>/images/<id>/image.json: written last, so its
@@ -57,6 +60,11 @@ type ImageRecord struct {
 	ExcludeBase    bool            `json:"exclude_image_from_quota,omitempty"`
 	Quota          bool            `json:"quota"`
 	Config         imgspecv1.Image `json:"config"`
+	// BaseInodes is the image's own inode count, its layers' Inodes, as
+	// BaseSize is their bytes; DiskLimitInodes the inode limit asked for
+	// (0: derived from the byte limit, see inodeLimit).
+	BaseInodes      int64  `json:"base_inodes,omitempty"`
+	DiskLimitInodes uint64 `json:"disk_limit_inodes,omitempty"`
 }
 
 func writeJSONAtomic(path string, v any, perm os.FileMode) error {

@@ -9,8 +9,10 @@ import (
 
 // DiskUsage is what stats reports.
 type DiskUsage struct {
-	TotalBytesUsed     int64 `json:"total_bytes_used"`
-	ExclusiveBytesUsed int64 `json:"exclusive_bytes_used"`
+	TotalBytesUsed      int64 `json:"total_bytes_used"`
+	ExclusiveBytesUsed  int64 `json:"exclusive_bytes_used"`
+	TotalInodesUsed     int64 `json:"total_inodes_used"`
+	ExclusiveInodesUsed int64 `json:"exclusive_inodes_used"`
 }
 
 // Stats returns an image's disk usage: its base size from the record and
@@ -21,28 +23,28 @@ func (s *Store) Stats(ctx context.Context, id string) (DiskUsage, error) {
 	if err != nil {
 		return DiskUsage{}, err
 	}
-	var excl int64
+	var excl, exclInodes int64
 	if rec.Quota && s.opts.Limiter != nil {
-		n, err := s.opts.Limiter.Usage(ctx, s.imageDir(id))
+		n, ni, err := s.opts.Limiter.Usage(ctx, s.imageDir(id))
 		if err != nil {
 			return DiskUsage{}, err
 		}
-		excl = int64(n)
+		excl, exclInodes = int64(n), int64(ni)
 	} else {
-		excl, err = walkUsage(filepath.Join(s.imageDir(id), "diff"))
+		excl, exclInodes, err = walkUsage(filepath.Join(s.imageDir(id), "diff"))
 		if err != nil {
 			return DiskUsage{}, err
 		}
 	}
-	return DiskUsage{TotalBytesUsed: rec.BaseSize + excl, ExclusiveBytesUsed: excl}, nil
+	return DiskUsage{TotalBytesUsed: rec.BaseSize + excl, ExclusiveBytesUsed: excl,
+		TotalInodesUsed: rec.BaseInodes + exclInodes, ExclusiveInodesUsed: exclInodes}, nil
 }
 
-// walkUsage sums allocated bytes of a tree, counting hardlinked files once.
-// Dirs the caller cannot read (owned by sub-IDs) are skipped.
-func walkUsage(root string) (int64, error) {
-	var total int64
+// walkUsage sums allocated bytes and inodes of a tree, counting hardlinked
+// files once. Dirs the caller cannot read (owned by sub-IDs) are skipped.
+func walkUsage(root string) (total, inodes int64, err error) {
 	seen := map[uint64]bool{}
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrPermission) {
 				return nil
@@ -61,11 +63,12 @@ func walkUsage(root string) (int64, error) {
 				seen[st.Ino] = true
 			}
 			total += st.Blocks * 512
+			inodes++
 		}
 		return nil
 	})
 	if errors.Is(err, fs.ErrNotExist) {
 		err = nil
 	}
-	return total, err
+	return total, inodes, err
 }

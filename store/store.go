@@ -26,8 +26,8 @@ var (
 // Limiter applies per-image disk limits (XFS project quotas through the
 // setuid helper). A store on a filesystem without project quotas has none.
 type Limiter interface {
-	SetLimit(ctx context.Context, imageDir string, bytes uint64) error
-	Usage(ctx context.Context, imageDir string) (uint64, error)
+	SetLimit(ctx context.Context, imageDir string, bytes, inodes uint64) error
+	Usage(ctx context.Context, imageDir string) (bytes, inodes uint64, err error)
 	Clear(ctx context.Context, imageDir string) error
 }
 

@@ -20,35 +20,37 @@ const quotaScript = `
 Q=$UML_TMP/taproot-quota
 cp "$UML_WORK/bin/taproot-quota" $Q && chown 0:0 $Q && chmod 4755 $Q
 M=$UML_MNT
+M2=$UML_MNT2
 A=1001
 B=1002
 as() { u=$1; shift; setpriv --reuid=$u --regid=$u --clear-groups "$@"; }
 res() { name=$1; shift; out=$("$@" 2>&1); rc=$?; printf 'RESULT %s rc=%d out=%s\n' "$name" "$rc" "$(printf %s "$out" | tr '\n' '|')"; }
 
-# Stores a (uid A) and b (uid B) are listed; c (uid A) is not.
-chmod 0755 $M
-for d in i1 i2 i4 i5; do mkdir -p $M/a/images/$d/diff $M/a/images/$d/work; done
+# Stores a (uid A, on the first XFS) and b (uid B, on the second: one
+# owner per filesystem) are listed; c (uid A) is not.
+chmod 0755 $M $M2
+for d in i1 i2 i4 i5 i7; do mkdir -p $M/a/images/$d/diff $M/a/images/$d/work; done
 mkdir -p $M/a/images/i3 $M/a/images/i6 $M/a/images/foreign $M/a/images/wide $M/a/meta
-mkdir -p $M/b/images/b1/diff $M/b/images/b1/work $M/c/images/c1 $UML_TMP/x/images/y
+mkdir -p $M2/b/images/b1/diff $M2/b/images/b1/work $M/c/images/c1 $UML_TMP/x/images/y
 chown -R $A:$A $M/a $M/c $UML_TMP/x
-chown -R $B:$B $M/b $M/a/images/foreign
+chown -R $B:$B $M2/b $M/a/images/foreign
 chmod 0777 $M/a/images/wide
 ln -s /etc $M/a/images/evil
-ln -s $M/b/images/b1 $M/a/images/evil2
-ln -s $M/b/images/b1/diff $M/a/images/i6/diff
+ln -s $M2/b/images/b1 $M/a/images/evil2
+ln -s $M2/b/images/b1/diff $M/a/images/i6/diff
 chown -h $A:$A $M/a/images/evil $M/a/images/evil2 $M/a/images/i6/diff
-printf '# taproot stores\n%s\n%s\n' $M/a $M/b >/etc/taproot/stores
+printf '# taproot stores\n%s\n%s\n' $M/a $M2/b >/etc/taproot/stores
 chmod 0644 /etc/taproot/stores
 printf '%s\n' $M/c >$UML_TMP/evil-list
 chown $A $UML_TMP/evil-list
 
 res setuid_bit stat -c %a:%U $Q
 res check_store as $A $Q check-store $M/a
-res check_store_other as $A $Q check-store $M/b
+res check_store_other as $A $Q check-store $M2/b
 
 # A 10 MiB limit, filled past it.
 res i1_ino stat -c %i $M/a/images/i1
-res set_limit as $A $Q set-limit $M/a/images/i1 10485760
+res set_limit as $A $Q set-limit $M/a/images/i1 10485760 5120
 res i1_proj xfs_io -c lsproj -c lsattr $M/a/images/i1/diff
 res i1_work_proj xfs_io -c lsproj $M/a/images/i1/work
 res stats_empty as $A $Q stats $M/a/images/i1
@@ -63,52 +65,67 @@ res dd_unlimited as $A dd if=/dev/zero of=$M/a/images/i2/diff/big bs=1M count=20
 res size_unlimited stat -c %s $M/a/images/i2/diff/big
 res stats_unlimited as $A $Q stats $M/a/images/i2
 
-# The victim: B's image with a limit.
-res victim_ino stat -c %i $M/b/images/b1
-res victim_set as $B $Q set-limit $M/b/images/b1 10485760
-VICTIM=$(stat -c %i $M/b/images/b1)
+# An inode limit of 100: file creation stops there, though the bytes and
+# the filesystem's inodes are far from full.
+res i7_ino stat -c %i $M/a/images/i7
+res i7_set as $A $Q set-limit $M/a/images/i7 10485760 100
+res i7_fill as $A sh -c "i=0; while touch $M/a/images/i7/diff/f\$i 2>/dev/null; do i=\$((i+1)); [ \$i -lt 100000 ] || break; done; echo \$i; touch $M/a/images/i7/diff/last"
+res i7_mkdir as $A mkdir $M/a/images/i7/diff/d
+res i7_stats as $A $Q stats $M/a/images/i7
+res i7_ffree stat -f -c %d $M
+
+# B's image on the other filesystem: out of A's reach.
+res victim_ino stat -c %i $M2/b/images/b1
+res victim_set as $B $Q set-limit $M2/b/images/b1 10485760 5120
+# The project ID to steal: A's own i1 (A shares no filesystem with B).
+VICTIM=$(stat -c %i $M/a/images/i1)
 
 # Attacks by A.
-res atk_outside as $A $Q set-limit $UML_TMP/x/images/y 1048576
-res atk_symlink_etc as $A $Q set-limit $M/a/images/evil 1048576
-res atk_symlink_store as $A $Q set-limit $M/a/images/evil2 1048576
-res atk_symlink_diff as $A $Q set-limit $M/a/images/i6 1048576
-res atk_dotdot as $A $Q set-limit $M/a/images/../images/i3 1048576
-res atk_dotdot_escape as $A $Q set-limit $M/a/images/../../b/images/b1 1048576
-res atk_relative sh -c "cd $M/a && setpriv --reuid=$A --regid=$A --clear-groups $Q set-limit images/i3 1048576"
-res atk_other_set as $A $Q set-limit $M/b/images/b1 1048576
-res atk_other_clear as $A $Q clear $M/b/images/b1
-res atk_other_stats as $A $Q stats $M/b/images/b1
-res atk_unlisted as $A $Q set-limit $M/c/images/c1 1048576
-res atk_env_list as $A env TAPROOT_QUOTA_STORES_LIST=$UML_TMP/evil-list $Q set-limit $M/c/images/c1 1048576
-res atk_foreign_image as $A $Q set-limit $M/a/images/foreign 1048576
-res atk_wide_image as $A $Q set-limit $M/a/images/wide 1048576
-res size_neg as $A $Q set-limit $M/a/images/i3 -1
-res size_zero as $A $Q set-limit $M/a/images/i3 0
-res size_huge as $A $Q set-limit $M/a/images/i3 99999999999999999999999
-res size_overflow as $A $Q set-limit $M/a/images/i3 18446744073709551616
-res size_gt_fs as $A $Q set-limit $M/a/images/i3 1099511627776000
-res size_unit as $A $Q set-limit $M/a/images/i3 10M
-res size_hex as $A $Q set-limit $M/a/images/i3 0x100000
-res size_garbage as $A $Q set-limit $M/a/images/i3 'abc;rm -rf /'
-res size_empty as $A $Q set-limit $M/a/images/i3 ''
-res size_space as $A $Q set-limit $M/a/images/i3 ' 1048576'
+res atk_outside as $A $Q set-limit $UML_TMP/x/images/y 1048576 512
+res atk_symlink_etc as $A $Q set-limit $M/a/images/evil 1048576 512
+res atk_symlink_store as $A $Q set-limit $M/a/images/evil2 1048576 512
+res atk_symlink_diff as $A $Q set-limit $M/a/images/i6 1048576 512
+res atk_dotdot as $A $Q set-limit $M/a/images/../images/i3 1048576 512
+res atk_dotdot_escape as $A $Q set-limit $M/a/images/../../b/images/b1 1048576 512
+res atk_relative sh -c "cd $M/a && setpriv --reuid=$A --regid=$A --clear-groups $Q set-limit images/i3 1048576 512"
+res atk_other_set as $A $Q set-limit $M2/b/images/b1 1048576 512
+res atk_other_clear as $A $Q clear $M2/b/images/b1
+res atk_other_stats as $A $Q stats $M2/b/images/b1
+res atk_unlisted as $A $Q set-limit $M/c/images/c1 1048576 512
+res atk_env_list as $A env TAPROOT_QUOTA_STORES_LIST=$UML_TMP/evil-list $Q set-limit $M/c/images/c1 1048576 512
+res atk_foreign_image as $A $Q set-limit $M/a/images/foreign 1048576 512
+res atk_wide_image as $A $Q set-limit $M/a/images/wide 1048576 512
+res size_neg as $A $Q set-limit $M/a/images/i3 -1 512
+res size_zero as $A $Q set-limit $M/a/images/i3 0 512
+res size_huge as $A $Q set-limit $M/a/images/i3 99999999999999999999999 512
+res size_overflow as $A $Q set-limit $M/a/images/i3 18446744073709551616 512
+res size_gt_fs as $A $Q set-limit $M/a/images/i3 1099511627776000 512
+res size_unit as $A $Q set-limit $M/a/images/i3 10M 512
+res size_hex as $A $Q set-limit $M/a/images/i3 0x100000 512
+res size_garbage as $A $Q set-limit $M/a/images/i3 'abc;rm -rf /' 512
+res size_empty as $A $Q set-limit $M/a/images/i3 '' 512
+res size_space as $A $Q set-limit $M/a/images/i3 ' 1048576' 512
+res ino_zero as $A $Q set-limit $M/a/images/i3 1048576 0
+res ino_neg as $A $Q set-limit $M/a/images/i3 1048576 -5
+res ino_unit as $A $Q set-limit $M/a/images/i3 1048576 5k
+res ino_gt_fs as $A $Q set-limit $M/a/images/i3 1048576 1099511627776000
+res ino_missing as $A $Q set-limit $M/a/images/i3 1048576
 # Steal the victim's project ID: the kernel lets an owner set any ID on its
 # own dir from the initial user namespace; the helper must not act on it.
 res steal_chproj as $A xfs_io -c "chproj $VICTIM" $M/a/images/i3
 res steal_lsproj xfs_io -c lsproj $M/a/images/i3
 res steal_stats as $A $Q stats $M/a/images/i3
-res steal_set as $A $Q set-limit $M/a/images/i3 1048576
+res steal_set as $A $Q set-limit $M/a/images/i3 1048576 512
 res steal_after_set xfs_io -c lsproj $M/a/images/i3
 res steal_clear as $A $Q clear $M/a/images/i3
-res victim_stats as $B $Q stats $M/b/images/b1
-res root_stats $Q stats $M/b/images/b1
+res victim_stats as $A $Q stats $M/a/images/i1
+res root_stats $Q stats $M2/b/images/b1
 
 # overlayfs copy-up through work/ in the same project (helper) vs. not.
 mkdir -p $UML_TMP/lower $UML_TMP/m4 $UML_TMP/m5
 echo base >$UML_TMP/lower/f
 res i4_ino stat -c %i $M/a/images/i4
-res i4_set as $A $Q set-limit $M/a/images/i4 10485760
+res i4_set as $A $Q set-limit $M/a/images/i4 10485760 5120
 xfs_io -c "chproj 777" -c "chattr +P" $M/a/images/i5/diff
 mount -t overlay -o lowerdir=$UML_TMP/lower,upperdir=$M/a/images/i4/diff,workdir=$M/a/images/i4/work overlay $UML_TMP/m4
 mount -t overlay -o lowerdir=$UML_TMP/lower,upperdir=$M/a/images/i5/diff,workdir=$M/a/images/i5/work overlay $UML_TMP/m5
@@ -125,7 +142,7 @@ i=1
 while [ $i -le $N ]; do
   d=$M/a/images/cyc$i
   ids="$ids $(stat -c %i $d)"
-  as $A $Q set-limit $d 1048576 || fails=$((fails+1))
+  as $A $Q set-limit $d 1048576 512 || fails=$((fails+1))
   as $A dd if=/dev/zero of=$d/diff/f bs=64k count=4 2>/dev/null || fails=$((fails+1))
   as $A $Q clear $d || fails=$((fails+1))
   i=$((i+1))
@@ -134,6 +151,19 @@ res cycles echo "n=$N fails=$fails"
 res cycle_ids echo $ids
 res cycle_rm as $A sh -c "rm -rf $M/a/images/cyc*"
 res report xfs_quota -x -c 'report -p -n -N' $M
+
+# One owner per filesystem: a listed store of B on A's filesystem (a list
+# edited by hand) makes the helper refuse both owners, and root.
+mkdir -p $M/d/images/d1
+chown -R $B:$B $M/d
+printf '%s\n' $M/d >>/etc/taproot/stores
+res pair_a as $A $Q stats $M/a/images/i1
+res pair_b as $B $Q set-limit $M/d/images/d1 1048576 512
+res pair_root $Q stats $M/a/images/i1
+res pair_check_store as $A $Q check-store $M/a
+res pair_other_fs as $B $Q stats $M2/b/images/b1
+printf '# taproot stores\n%s\n%s\n' $M/a $M2/b >/etc/taproot/stores
+res pair_after as $A $Q stats $M/a/images/i1
 `
 
 type stepResult struct {
@@ -182,7 +212,7 @@ func TestQuotaHelperInUML(t *testing.T) {
 	if testing.Short() {
 		cycles = "10"
 	}
-	res, err := Boot(context.Background(), t, quotaScript, Options{WorkDir: dir, Env: map[string]string{"CYCLES": cycles}})
+	res, err := Boot(context.Background(), t, quotaScript, Options{WorkDir: dir, SecondDisk: true, Env: map[string]string{"CYCLES": cycles}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,8 +297,9 @@ func TestQuotaHelperInUML(t *testing.T) {
 	if p := ok("i1_work_proj"); !strings.Contains(p, fmt.Sprintf("projid = %d", ino)) {
 		t.Errorf("work of i1 has %q, want projid %d", p, ino)
 	}
-	if s := stats("stats_empty"); s.ProjectID != ino || s.BytesLimit != 10485760 || s.BytesUsed > 64<<10 {
-		t.Errorf("stats before writing: %+v, want project %d, limit 10485760, ~0 used", s, ino)
+	if s := stats("stats_empty"); s.ProjectID != ino || s.BytesLimit != 10485760 || s.BytesUsed > 64<<10 ||
+		s.InodesLimit != 5120 || s.InodesUsed < 3 || s.InodesUsed > 4 {
+		t.Errorf("stats before writing: %+v, want project %d, limit 10485760 bytes and 5120 inodes, ~0 bytes and 3 inodes (the dir, diff/, work/) used", s, ino)
 	}
 	dd := step("dd_limited")
 	if dd.rc == 0 {
@@ -298,6 +329,33 @@ func TestQuotaHelperInUML(t *testing.T) {
 	refused("stats_unlimited", "no project quota from this helper")
 
 	// Attacks.
+	// Inodes.
+	i7 := num("i7_ino")
+	ok("i7_set")
+	filled, err := strconv.Atoi(strings.Split(step("i7_fill").out, "\n")[0])
+	if err != nil {
+		t.Errorf("i7_fill: %v", err)
+	}
+	i7s := stats("i7_stats")
+	if i7s.InodesLimit != 100 || i7s.InodesUsed != 100 || i7s.ProjectID != i7 {
+		t.Errorf("after filling i7: %+v, want project %d with 100 of 100 inodes used", i7s, i7)
+	}
+	// The project starts with 3 (images/i7, diff/, work/).
+	if filled != 97 {
+		t.Errorf("created %d files under an inode limit of 100 (3 taken), want 97", filled)
+	}
+	if s := step("i7_fill"); s.rc == 0 || !strings.Contains(s.out, "No space left on device") {
+		t.Errorf("the file past the inode limit: exit %d %q, want ENOSPC", s.rc, s.out)
+	}
+	if s := step("i7_mkdir"); s.rc == 0 || !strings.Contains(s.out, "No space left on device") {
+		t.Errorf("mkdir past the inode limit: exit %d %q, want ENOSPC", s.rc, s.out)
+	}
+	if free := num("i7_ffree"); free < 10000 {
+		t.Errorf("the filesystem has only %d free inodes: the limit did not stop i7 well before them", free)
+	} else {
+		t.Logf("inode limit 100 reached with %d inodes still free on the filesystem", free)
+	}
+
 	victim := num("victim_ino")
 	ok("victim_set")
 	refused("atk_outside", "not inside a store listed")
@@ -318,18 +376,25 @@ func TestQuotaHelperInUML(t *testing.T) {
 		refused(n, "invalid size")
 	}
 	refused("size_gt_fs", "larger than the filesystem")
+	for _, n := range []string{"ino_zero", "ino_neg", "ino_unit"} {
+		refused(n, "invalid inode count")
+	}
+	refused("ino_gt_fs", "more than the filesystem")
+	if s := step("ino_missing"); s.rc != 2 {
+		t.Errorf("set-limit without an inode count: exit %d, want 2 (usage): %s", s.rc, s.out)
+	}
 	ok("steal_chproj")
-	if p := ok("steal_lsproj"); !strings.Contains(p, fmt.Sprintf("projid = %d", victim)) {
+	if p := ok("steal_lsproj"); !strings.Contains(p, fmt.Sprintf("projid = %d", ino)) {
 		t.Errorf("the kernel did not let the owner set a project ID (%q): update doc.go", p)
 	}
 	refused("steal_stats", "no project quota from this helper")
 	ok("steal_set")
-	if p := ok("steal_after_set"); strings.Contains(p, fmt.Sprintf("projid = %d", victim)) {
+	if p := ok("steal_after_set"); strings.Contains(p, fmt.Sprintf("projid = %d", ino)) {
 		t.Errorf("set-limit kept the stolen project ID: %q", p)
 	}
 	ok("steal_clear")
-	if s := stats("victim_stats"); s.ProjectID != victim || s.BytesLimit != 10485760 {
-		t.Errorf("victim's quota changed: %+v, want project %d limit 10485760", s, victim)
+	if s := stats("victim_stats"); s.ProjectID != ino || s.BytesLimit != 10485760 || s.InodesLimit != 5120 {
+		t.Errorf("the stolen project's quota changed: %+v, want project %d limits 10485760 bytes, 5120 inodes", s, ino)
 	}
 	if s := stats("root_stats"); s.ProjectID != victim {
 		t.Errorf("root's stats of a listed store: %+v", s)
@@ -365,8 +430,8 @@ func TestQuotaHelperInUML(t *testing.T) {
 		}
 		left[id] = true
 	}
-	if !left[ino] || !left[victim] {
-		t.Errorf("xfs_quota report lacks the live projects %d and %d: %v", ino, victim, left)
+	if !left[ino] || !left[i7] {
+		t.Errorf("xfs_quota report lacks the live projects %d and %d: %v", ino, i7, left)
 	}
 	cyc := strings.Fields(ok("cycle_ids"))
 	if strconv.Itoa(len(cyc)) != cycles {
@@ -374,20 +439,34 @@ func TestQuotaHelperInUML(t *testing.T) {
 	}
 	for _, s := range cyc {
 		id, _ := strconv.ParseUint(s, 10, 64)
-		if left[id] && id != ino && id != victim {
+		if left[id] && id != ino && id != i7 {
 			t.Errorf("project %d of a cleared, deleted image is still in the quota report", id)
 		}
 	}
 	for id := range left {
-		if id != 0 && id != ino && id != victim && id != i4 && id != 777 {
+		if id != 0 && id != ino && id != i7 && id != i4 && id != 777 {
 			t.Errorf("unexpected project %d left in the report", id)
 		}
 	}
 	t.Logf("quota report projects after the cycles: %v", left)
+
+	// One owner per filesystem.
+	const shared = "one filesystem holds the quota stores of two owners"
+	refused("pair_a", shared)
+	refused("pair_b", shared)
+	refused("pair_root", shared)
+	refused("pair_check_store", shared)
+	if s := step("pair_a"); !strings.Contains(s.out, "--store-size-bytes") {
+		t.Errorf("the refusal does not say what to do: %s", s.out)
+	}
+	ok("pair_other_fs")
+	ok("pair_after")
 }
 
 type statsJSON struct {
-	ProjectID  uint64 `json:"project_id"`
-	BytesUsed  uint64 `json:"bytes_used"`
-	BytesLimit uint64 `json:"bytes_limit"`
+	ProjectID   uint64 `json:"project_id"`
+	BytesUsed   uint64 `json:"bytes_used"`
+	BytesLimit  uint64 `json:"bytes_limit"`
+	InodesUsed  uint64 `json:"inodes_used"`
+	InodesLimit uint64 `json:"inodes_limit"`
 }

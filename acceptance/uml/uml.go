@@ -9,6 +9,8 @@
 //
 //   - $UML_MNT: a fresh sparse XFS image made on the host with mkfs.xfs,
 //     attached as ubd0 and mounted with Options.MountOptions (pquota);
+//     with Options.SecondDisk, $UML_MNT2 another one (ubd1), for tests that
+//     need two filesystems;
 //   - $UML_TMP (also $TMPDIR and $HOME): a tmpfs;
 //   - /etc: an overlay whose upper dir is on that tmpfs, so /etc/taproot and
 //     anything else the script writes under /etc stays in the guest. The
@@ -42,6 +44,7 @@ type Options struct {
 	Mem          string        // guest memory, default "1G"
 	DiskBytes    int64         // size of the sparse XFS image, default 512 MiB (mkfs.xfs wants > 300 MB)
 	MountOptions string        // XFS mount options, default "pquota"
+	SecondDisk   bool          // a second XFS image of DiskBytes at $UML_MNT2, mounted the same way
 	Timeout      time.Duration // whole boot, default 5 minutes
 	WorkDir      string        // host dir the guest sees at the same path, default t.TempDir()
 	Env          map[string]string
@@ -166,7 +169,7 @@ func Boot(ctx context.Context, t testing.TB, script string, opts Options) (*Resu
 			}
 		}
 	}
-	for _, d := range []string{"mnt", "tmp", "uml"} {
+	for _, d := range []string{"mnt", "mnt2", "tmp", "uml"} {
 		if err := os.MkdirAll(filepath.Join(w, d), 0o755); err != nil {
 			return nil, err
 		}
@@ -176,6 +179,13 @@ func Boot(ctx context.Context, t testing.TB, script string, opts Options) (*Resu
 		return nil, err
 	}
 	defer os.Remove(img)
+	img2 := filepath.Join(w, "xfs2.img")
+	if opts.SecondDisk {
+		if err := makeXFSImage(ctx, mkfs, img2, opts.DiskBytes); err != nil {
+			return nil, err
+		}
+		defer os.Remove(img2)
+	}
 	if err := os.WriteFile(filepath.Join(w, "script.sh"), []byte(script), 0o755); err != nil {
 		return nil, err
 	}
@@ -192,11 +202,16 @@ func Boot(ctx context.Context, t testing.TB, script string, opts Options) (*Resu
 		"mem=" + opts.Mem,
 		"root=/dev/root", "rootfstype=hostfs", "rootflags=/", "rw",
 		"ubd0=" + img,
-		"init=" + initPath,
-		"con=null", "con0=fd:0,fd:1",
-		"uml_dir=" + filepath.Join(w, "uml"),
-		"quiet",
 	}
+	if opts.SecondDisk {
+		args = append(args, "ubd1="+img2)
+	}
+	args = append(args,
+		"init="+initPath,
+		"con=null", "con0=fd:0,fd:1",
+		"uml_dir="+filepath.Join(w, "uml"),
+		"quiet",
+	)
 	cmd := exec.Command(kernel, args...)
 	cmd.Dir = w
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR=/dev/shm", "HOME=" + w}
@@ -283,12 +298,13 @@ W=%[1]s
 mount -t proc proc /proc
 mount -t tmpfs -o mode=0755 tmpfs $W/tmp
 mount -o %[2]s /dev/ubda $W/mnt || echo "uml-init: mount xfs failed"
+if [ -b /dev/ubdb ]; then mount -o %[2]s /dev/ubdb $W/mnt2 || echo "uml-init: mount the second xfs failed"; fi
 busybox insmod /usr/lib/uml/modules/$(uname -r)/kernel/fs/overlayfs/overlay.ko || echo "uml-init: insmod overlay failed"
 mkdir -p $W/tmp/.etc-upper $W/tmp/.etc-work
 mount -t overlay -o lowerdir=/etc,upperdir=$W/tmp/.etc-upper,workdir=$W/tmp/.etc-work overlay /etc || echo "uml-init: overlay on /etc failed"
 if grep -q ' /etc overlay ' /proc/mounts; then
   mkdir -p /etc/taproot
-  export UML_WORK=$W UML_MNT=$W/mnt UML_TMP=$W/tmp TMPDIR=$W/tmp HOME=$W/tmp
+  export UML_WORK=$W UML_MNT=$W/mnt UML_MNT2=$W/mnt2 UML_TMP=$W/tmp TMPDIR=$W/tmp HOME=$W/tmp
 %[3]s  echo %[4]s
   cd $W/tmp && /bin/sh $W/script.sh >$W/out.log 2>&1
   echo $? >$W/rc

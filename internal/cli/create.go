@@ -17,6 +17,7 @@ import (
 type createOptions struct {
 	maps                  mappingFlags
 	diskLimit             int64
+	diskLimitInodes       int64
 	excludeImageFromQuota bool
 	fetchFlags
 	withMount    bool
@@ -60,7 +61,8 @@ Image references:
 	f.StringArrayVar(&o.maps.uid, "uid-mapping", nil, "container:host:size uid mapping, repeatable (default: the store's; for a new store, /etc/subuid or maximus as root)")
 	f.StringArrayVar(&o.maps.gid, "gid-mapping", nil, "container:host:size gid mapping, repeatable")
 	f.Int64Var(&o.diskLimit, "disk-limit-size-bytes", 0, "disk limit of the image in bytes, image included unless --exclude-image-from-quota (0 = none; needs an init-store'd XFS store)")
-	f.BoolVar(&o.excludeImageFromQuota, "exclude-image-from-quota", false, "do not count the image's own size against the disk limit")
+	f.Int64Var(&o.diskLimitInodes, "disk-limit-inodes", 0, "inode limit of the image, its own inodes included unless --exclude-image-from-quota (0 = one per 2 KiB of the disk limit, see docs/admin.md)")
+	f.BoolVar(&o.excludeImageFromQuota, "exclude-image-from-quota", false, "do not count the image's own size (and inodes) against the disk limit")
 	o.fetchFlags.register(cmd)
 	f.BoolVar(&o.withMount, "with-mount", false, "mount the rootfs here (root only) and print no mounts")
 	f.BoolVar(&o.withoutMount, "without-mount", false, "print the overlay mount for the runtime to perform (the default)")
@@ -73,6 +75,9 @@ func runCreate(ctx context.Context, g *globals, o *createOptions, rawRef, id str
 	}
 	if o.diskLimit < 0 {
 		return fmt.Errorf("--disk-limit-size-bytes %d: must not be negative", o.diskLimit)
+	}
+	if o.diskLimitInodes < 0 {
+		return fmt.Errorf("--disk-limit-inodes %d: must not be negative", o.diskLimitInodes)
 	}
 	if o.withMount && os.Geteuid() != 0 {
 		return fmt.Errorf("--with-mount needs root: a rootless caller lets the runtime mount inside the container's user namespace")
@@ -105,12 +110,13 @@ func runCreate(ctx context.Context, g *globals, o *createOptions, rawRef, id str
 	img := src.Image()
 
 	req := store.CreateRequest{
-		ID:             id,
-		Ref:            ref.String(),
-		ManifestDigest: img.ManifestDigest,
-		Config:         img.Config,
-		DiskLimit:      uint64(o.diskLimit),
-		ExcludeBase:    o.excludeImageFromQuota || g.cfg.Create.ExcludeImageFromQuota,
+		ID:              id,
+		Ref:             ref.String(),
+		ManifestDigest:  img.ManifestDigest,
+		Config:          img.Config,
+		DiskLimit:       uint64(o.diskLimit),
+		DiskLimitInodes: uint64(o.diskLimitInodes),
+		ExcludeBase:     o.excludeImageFromQuota || g.cfg.Create.ExcludeImageFromQuota,
 	}
 	if req.DiskLimit == 0 && g.cfg.Create.DiskLimitSizeBytes > 0 {
 		req.DiskLimit = uint64(g.cfg.Create.DiskLimitSizeBytes)

@@ -15,6 +15,7 @@ import (
 	"github.com/taproot-dev/taproot/quotahelper"
 	"github.com/taproot-dev/taproot/spec"
 	"github.com/taproot-dev/taproot/store"
+	"golang.org/x/sys/unix"
 )
 
 // backingFile is where init-store --store-size-bytes keeps the XFS image.
@@ -119,6 +120,10 @@ func runInitStore(ctx context.Context, g *globals, o *initStoreOptions, storeGiv
 			}
 		}
 	}
+	// Before anything is made: a refused store leaves nothing behind.
+	if err := checkOneOwnerPerFS(quotahelper.StoresListPath, root, uid); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return err
 	}
@@ -151,6 +156,51 @@ func runInitStore(ctx context.Context, g *globals, o *initStoreOptions, storeGiv
 		Quota      bool   `json:"quota"`
 		Filesystem string `json:"filesystem"`
 	}{root, quota, fsType})
+}
+
+// checkOneOwnerPerFS refuses a store for owner at root when a store listed
+// in listPath is on the same filesystem (st_dev of root, or of its nearest
+// existing parent) and has another owner (its meta's owner_uid, or the uid
+// owning its dir). XFS project quotas cannot keep two owners apart on one
+// filesystem: see quotahelper.ErrSharedFilesystem.
+func checkOneOwnerPerFS(listPath, root string, owner uint32) error {
+	data, err := os.ReadFile(listPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	dir := root
+	var st unix.Stat_t
+	for {
+		err := unix.Stat(dir, &st)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.ENOENT) || dir == "/" {
+			return &os.PathError{Op: "stat", Path: dir, Err: err}
+		}
+		dir = filepath.Dir(dir)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		other := strings.TrimSpace(line)
+		if other == "" || strings.HasPrefix(other, "#") || other == root {
+			continue
+		}
+		var ost unix.Stat_t
+		if err := unix.Lstat(other, &ost); err != nil || ost.Mode&unix.S_IFMT != unix.S_IFDIR || ost.Dev != st.Dev {
+			continue // gone, or elsewhere: no store sharing this filesystem
+		}
+		otherOwner := ost.Uid
+		if m, err := store.ReadStoreMeta(other); err == nil {
+			otherOwner = m.OwnerUID
+		}
+		if otherOwner != owner {
+			return fmt.Errorf("store %s for uid %d: it would be on the filesystem of store %s of uid %d: %w", root, owner, other, otherOwner, quotahelper.ErrSharedFilesystem)
+		}
+	}
+	return nil
 }
 
 // parseOwner parses "UID:GID" or "USER:GROUP" ("" = root).

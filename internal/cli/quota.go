@@ -11,13 +11,13 @@ import (
 // quotaLimiter adapts the helper client to the store's Limiter.
 type quotaLimiter struct{ h overlayxfs.QuotaHelper }
 
-func (q quotaLimiter) SetLimit(ctx context.Context, dir string, bytes uint64) error {
-	return q.h.SetLimit(ctx, dir, bytes)
+func (q quotaLimiter) SetLimit(ctx context.Context, dir string, bytes, inodes uint64) error {
+	return q.h.SetLimit(ctx, dir, bytes, inodes)
 }
 
-func (q quotaLimiter) Usage(ctx context.Context, dir string) (uint64, error) {
+func (q quotaLimiter) Usage(ctx context.Context, dir string) (bytes, inodes uint64, err error) {
 	u, err := q.h.Usage(ctx, dir)
-	return u.BytesUsed, err
+	return u.BytesUsed, u.InodesUsed, err
 }
 
 func (q quotaLimiter) Clear(ctx context.Context, dir string) error { return q.h.Clear(ctx, dir) }

@@ -15,9 +15,10 @@ func NewCmdStats(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "stats <id>",
 		Short: "Print an image's disk usage as JSON",
-		Long: `Stats prints {"disk_usage":{"total_bytes_used":N,"exclusive_bytes_used":N}}:
-exclusive bytes are what the container wrote (read from its XFS project
-quota, without walking files); total adds the image's own size.`,
+		Long: `Stats prints {"disk_usage":{"total_bytes_used":N,"exclusive_bytes_used":N,
+"total_inodes_used":N,"exclusive_inodes_used":N}}: exclusive bytes and inodes
+are what the container wrote (read from its XFS project quota, without
+walking files); total adds the image's own size and inodes.`,
 		Example: `  taproot stats web-1`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
