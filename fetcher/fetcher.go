@@ -173,8 +173,9 @@ func (s *Source) Close() error {
 
 // Open resolves ref, checks it against the signature policy, reads the
 // manifest (choosing this platform, or Options.OS/Arch/Variant, from a list
-// or index) and the config. Local dirs and tarballs are only checked to
-// exist; the policy does not apply to them.
+// or index) and the config. Local dirs and tarballs are opened as OpenLayer
+// will open them (as root: refused with ErrUnsafeSource when another user can
+// change them); the policy does not apply to them.
 func (f *Fetcher) Open(ctx context.Context, ref Reference) (*Source, error) {
 	switch ref.Kind {
 	case LocalDir, LocalTarball:
