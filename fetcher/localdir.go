@@ -132,10 +132,15 @@ func (dw *dirWalker) entry(parent int, name, tarName string) error {
 	if err != nil {
 		return &fs.PathError{Op: "open", Path: shown, Err: err}
 	}
-	defer unix.Close(pfd)
 	var st unix.Stat_t
 	if err := unix.Fstat(pfd, &st); err != nil {
+		unix.Close(pfd)
 		return &fs.PathError{Op: "stat", Path: shown, Err: err}
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		defer unix.Close(pfd) // readlinkat below reads through it
+	} else {
+		unix.Close(pfd) // not held while a directory is walked: fds stay one per level
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFSOCK:
