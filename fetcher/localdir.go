@@ -158,8 +158,11 @@ func (dw *dirWalker) entry(parent int, name, tarName string) error {
 		}
 		return dw.walk(dfd, tarName)
 	case unix.S_IFREG:
-		// O_NONBLOCK: should the entry have become a FIFO since the fstat,
-		// the open returns at once and the inode check refuses it.
+		// O_NONBLOCK|O_NOCTTY: should the entry have been swapped for a
+		// FIFO or a device since the fstat, the open returns at once and
+		// the inode check refuses it. (A device node's open would still
+		// run; making one takes root, and fs.protected_hardlinks keeps
+		// users from hardlinking root's into the tree.)
 		rfd, err := dw.reopen(parent, name, shown, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, &st)
 		if err != nil {
 			return err
