@@ -43,9 +43,9 @@ func rootDir(t *testing.T, kind string) string {
 	return p
 }
 
-// rootTaproot runs taproot as root (the harness user) against store, with
+// asRootTaproot runs taproot as root (the harness user) against store, with
 // a timeout: a create that hangs fails the test instead of the run.
-func rootTaproot(t *testing.T, timeout time.Duration, store string, args ...string) result {
+func asRootTaproot(t *testing.T, timeout time.Duration, store string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -156,7 +156,7 @@ func TestLocalDirSwapRaceAsRoot(t *testing.T) {
 	for i := 0; i < rounds && !t.Failed(); i++ {
 		// Each swap changes the dir's mtime, so the local cache key (path,
 		// size, mtime) differs and every create walks the dir again.
-		r := rootTaproot(t, time.Minute, store, "create", src, fmt.Sprintf("race-%d", i))
+		r := asRootTaproot(t, time.Minute, store, "create", src, fmt.Sprintf("race-%d", i))
 		switch {
 		case r.code == 0:
 			ok++
@@ -265,7 +265,7 @@ func TestLocalSourceTrustAsRoot(t *testing.T) {
 		{world, world},
 		{tarball, userSrc},
 	} {
-		r := rootTaproot(t, time.Minute, store, "create", c.src, fmt.Sprintf("refused-%d", i))
+		r := asRootTaproot(t, time.Minute, store, "create", c.src, fmt.Sprintf("refused-%d", i))
 		if r.code == 0 {
 			t.Errorf("root create from %s succeeded, want it refused", c.src)
 			continue
@@ -294,7 +294,7 @@ func TestLocalSourceTrustAsRoot(t *testing.T) {
 		return l
 	}
 	for i, want := range []int{1, 1} {
-		if r := rootTaproot(t, time.Minute, store, "create", src, fmt.Sprintf("cached-%d", i)); r.code != 0 {
+		if r := asRootTaproot(t, time.Minute, store, "create", src, fmt.Sprintf("cached-%d", i)); r.code != 0 {
 			t.Fatalf("root create from %s:\n%s", src, r)
 		}
 		if got := layersNow(); len(got) != want {
@@ -306,7 +306,7 @@ func TestLocalSourceTrustAsRoot(t *testing.T) {
 	if err := os.Chtimes(src, later, later); err != nil {
 		t.Fatal(err)
 	}
-	if r := rootTaproot(t, time.Minute, store, "create", src, "cached-touched"); r.code != 0 {
+	if r := asRootTaproot(t, time.Minute, store, "create", src, "cached-touched"); r.code != 0 {
 		t.Fatalf("root create from %s after touch:\n%s", src, r)
 	}
 	got := layersNow()
@@ -352,7 +352,7 @@ func TestImageUserFileHostile(t *testing.T) {
 			id := "named-" + c.name
 			var r result
 			if asRoot {
-				r = rootTaproot(t, time.Minute, rootStore, "create", "--insecure-registry", h.registry, ref, id)
+				r = asRootTaproot(t, time.Minute, rootStore, "create", "--insecure-registry", h.registry, ref, id)
 			} else {
 				r = taproot(t, userStore, "create", "--insecure-registry", h.registry, ref, id)
 			}
