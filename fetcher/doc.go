@@ -67,7 +67,10 @@
 // owner) unless no other user can replace any entry on it and the source
 // directory is writable by root alone; directories inside the source may be
 // writable by others, as a rootfs's /tmp is (localsafe.go). Tarballs are
-// opened the same way, without blocking, and must be regular files.
+// opened the same way, without blocking, and must be regular files. As
+// root, the paths of oci:, oci-archive: and docker-archive: references pass
+// the same check before containers/image opens them by path (for an OCI
+// layout also its blobs/ and blobs/<alg>/ dirs).
 //
 // # Errors
 //

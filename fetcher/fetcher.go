@@ -184,6 +184,11 @@ func (f *Fetcher) Open(ctx context.Context, ref Reference) (*Source, error) {
 		if ref.imgRef == nil {
 			return nil, fmt.Errorf("fetch %s: %w: reference was not made by ParseRef", ref, ErrBadReference)
 		}
+		if ref.Kind != Docker && f.privileged {
+			if err := checkImagePath(ref); err != nil {
+				return nil, f.describe("fetch", ref, err)
+			}
+		}
 	default:
 		return nil, fmt.Errorf("fetch %s: %w: unknown kind %v", ref, ErrBadReference, ref.Kind)
 	}

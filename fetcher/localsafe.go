@@ -318,3 +318,41 @@ func openSourceFile(path string, privileged bool) (*os.File, error) {
 	}
 	return os.NewFile(uintptr(fd), shown), nil
 }
+
+// checkImagePath applies the rules at the top of this file, for a root
+// caller, to the path of an oci:, oci-archive: or docker-archive:
+// reference, which containers/image then opens by path. An archive may be
+// anyone's file on a trusted path (its owner could write any bytes into it
+// anyway). An OCI layout is read file by file (index.json, blobs/<alg>/<hex>),
+// so the layout dir, blobs/ and each blobs/<alg>/ must be writable by root
+// alone too: otherwise another user could plant a blob as a symlink to a
+// root-only file (another image's layer, say) that root would read and,
+// its digest being right, keep. Errors wrap ErrUnsafeSource or name the
+// path.
+func checkImagePath(ref Reference) error {
+	dirs := []string{ref.Path}
+	if ref.Kind == OCILayout {
+		dirs = append(dirs, filepath.Join(ref.Path, "blobs"))
+		ents, err := os.ReadDir(filepath.Join(ref.Path, "blobs"))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		for _, e := range ents {
+			dirs = append(dirs, filepath.Join(ref.Path, "blobs", e.Name()))
+		}
+	}
+	for i, p := range dirs {
+		r, err := resolveTrusted(p)
+		if err != nil {
+			if i > 0 && errors.Is(err, fs.ErrNotExist) {
+				continue // containers/image will say what is missing
+			}
+			return err
+		}
+		r.close()
+		if ref.Kind == OCILayout && r.st.Mode&unix.S_IFMT == unix.S_IFDIR && writableByOthers(&r.st) {
+			return unsafeSource(r.path, &r.st, "lets another user change the layout while it is read")
+		}
+	}
+	return nil
+}

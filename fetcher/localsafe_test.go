@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -305,5 +306,61 @@ func TestLocalTarballFifo(t *testing.T) {
 	}
 	if _, err := ParseRef(fifo); err == nil {
 		t.Errorf("ParseRef of a FIFO succeeded")
+	}
+}
+
+// As root, oci:, oci-archive: and docker-archive: paths follow the same
+// rules, and an OCI layout's blobs dirs must be root's alone.
+func TestImagePathTrust(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the trust rules apply to root callers, and the test chowns files to another uid")
+	}
+	const other = 4321
+	base := t.TempDir()
+	layoutAt := func(dir string) string {
+		t.Helper()
+		l := newLayout(t, dir)
+		img := l.addImage(t, runtime.GOARCH, nil, nil, layerSpec{entries: []tarEntry{{name: "f", body: "x"}}, comp: "gzip"})
+		l.tag(t, img.desc, "v1")
+		return dir
+	}
+	good := layoutAt(filepath.Join(base, "good"))
+	userDir := filepath.Join(base, "user")
+	os.MkdirAll(userDir, 0o755)
+	os.Chown(userDir, other, other)
+	inUserDir := layoutAt(filepath.Join(userDir, "layout"))
+	userBlobs := layoutAt(filepath.Join(base, "userblobs"))
+	if err := os.Chown(filepath.Join(userBlobs, "blobs", "sha256"), other, other); err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(userDir, "img.tar")
+	tarDir(t, good, archive)
+
+	for _, tc := range []struct {
+		ref, unsafe string
+	}{
+		{"oci:" + good + ":v1", ""},
+		{"oci:" + inUserDir + ":v1", userDir},
+		{"oci:" + userBlobs + ":v1", filepath.Join(userBlobs, "blobs", "sha256")},
+		{"oci-archive:" + archive + ":v1", userDir},
+		{"docker-archive:" + archive, userDir},
+	} {
+		f := testFetcher(t, Options{})
+		src, err := f.Open(context.Background(), mustParse(t, tc.ref))
+		if err == nil {
+			src.Close()
+		}
+		switch {
+		case tc.unsafe == "" && err != nil:
+			t.Errorf("%s: %v, want it accepted", tc.ref, err)
+		case tc.unsafe != "" && (!errors.Is(err, ErrUnsafeSource) || !strings.Contains(err.Error(), tc.unsafe+" (mode ")):
+			t.Errorf("%s: %v, want ErrUnsafeSource naming %s", tc.ref, err, tc.unsafe)
+		}
+		f.privileged = false
+		if src, err := f.Open(context.Background(), mustParse(t, tc.ref)); errors.Is(err, ErrUnsafeSource) {
+			t.Errorf("%s, unprivileged: %v", tc.ref, err)
+		} else if err == nil {
+			src.Close()
+		}
 	}
 }
