@@ -24,8 +24,10 @@ import (
 // files, dirs, symlinks, hardlinks (by inode), fifos and devices are written
 // with numeric owners, modes, mtimes (to the second) and user.* and
 // security.capability xattrs. Sockets are skipped. An error while walking
-// fails the reader; Close stops the walk. root names the directory in
-// messages only: it is never opened by path.
+// fails the reader (so does a regular file or directory the caller cannot
+// open for reading, even an empty one: its xattrs are read through that
+// fd); Close stops the walk. root names the directory in messages only: it
+// is never opened by path.
 //
 // The walk never resolves a path: each entry is opened relative to its
 // parent's fd with O_NOFOLLOW (an O_PATH fd first, so that nothing but a
