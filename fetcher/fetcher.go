@@ -77,8 +77,9 @@ type Fetcher struct {
 	retries    int
 	retryDelay time.Duration
 	log        *slog.Logger
-	// privileged: running as root, local sources are opened by the rules
-	// of localsafe.go (a path only root can change).
+	// privileged: running as root, local sources and the paths of oci:,
+	// oci-archive: and docker-archive: references must pass the rules of
+	// localsafe.go (a path only root can change).
 	privileged bool
 }
 
@@ -174,8 +175,9 @@ func (s *Source) Close() error {
 // Open resolves ref, checks it against the signature policy, reads the
 // manifest (choosing this platform, or Options.OS/Arch/Variant, from a list
 // or index) and the config. Local dirs and tarballs are opened as OpenLayer
-// will open them (as root: refused with ErrUnsafeSource when another user can
-// change them); the policy does not apply to them.
+// will open them; the policy does not apply to them. As root, a local source
+// or the path of an oci:, oci-archive: or docker-archive: reference that
+// another user can change is refused with ErrUnsafeSource.
 func (f *Fetcher) Open(ctx context.Context, ref Reference) (*Source, error) {
 	switch ref.Kind {
 	case LocalDir, LocalTarball:

@@ -292,8 +292,9 @@ const (
 )
 
 // sniffFile reads the first bytes of a file and tells its format. It only
-// classifies (what is read is what OpenLayer reads is decided there) but
-// must not hang: the file is opened without blocking and must be regular.
+// classifies the path for ParseRef (Open and OpenLayer open the file again,
+// by their rules) but must not hang: the file is opened without blocking
+// and must be regular.
 func sniffFile(path string) (compression, error) {
 	f, err := openSourceFile(path, false)
 	if err != nil {
