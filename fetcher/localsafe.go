@@ -11,7 +11,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Opening a local source (a rootfs directory or a tarball named by path).
+// Opening a local source (a rootfs directory or a tarball named by path),
+// and, for root, checking the path of an oci:, oci-archive: or
+// docker-archive: reference (checkImagePath).
 //
 // A root caller reads files no other user can read, and what it reads ends
 // up in layers that containers (and so their users) can read. Root must
