@@ -19,6 +19,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/taproot-dev/taproot/acceptance/internal/bundle"
 	ib "github.com/taproot-dev/taproot/acceptance/internal/imagebuilder"
 )
 
@@ -322,10 +323,11 @@ func TestLocalSourceTrustAsRoot(t *testing.T) {
 	}
 }
 
-// An image whose /etc/passwd is a FIFO, or 2 MiB, makes create fail at once
-// with one line naming the file, for root's store and a rootless one; it
-// never hangs. A numeric user needs no passwd, so such an image still
-// works with USER 1000.
+// USER app:staff resolves through the image's /etc/passwd and /etc/group
+// in root's store and a rootless one. An image whose /etc/passwd is a FIFO,
+// or 2 MiB, makes create fail at once with one line naming the file, for
+// both stores; it never hangs. A numeric user needs no passwd, so such an
+// image still works with USER 1000.
 func TestImageUserFileHostile(t *testing.T) {
 	need(t)
 	t.Parallel()
@@ -344,6 +346,29 @@ func TestImageUserFileHostile(t *testing.T) {
 	}
 	rootStore := filepath.Join(rootDir(t, "stores"), "store")
 	userStore := newStore(t)
+
+	// Names resolve through well-formed files, for both stores.
+	good := busyboxImage(layer(ib.Dir("etc"),
+		ib.File("etc/passwd", "root:x:0:0::/:/bin/sh\napp:x:1234:2345::/:/bin/sh\n"),
+		ib.File("etc/group", "root:x:0:\nstaff:x:3456:app\n")))
+	good.Config.User = "app:staff"
+	goodRef, _ := pushImage(t, "passwd-good", good)
+	for _, asRoot := range []bool{true, false} {
+		var r result
+		if asRoot {
+			r = asRootTaproot(t, time.Minute, rootStore, "create", "--insecure-registry", h.registry, goodRef, "good")
+		} else {
+			r = taproot(t, userStore, "create", "--insecure-registry", h.registry, goodRef, "good")
+		}
+		frag, err := bundle.Parse([]byte(r.stdout))
+		if r.code != 0 || err != nil || frag.Process == nil {
+			t.Fatalf("USER app:staff (root %v): %v\n%s", asRoot, err, r)
+		}
+		if u := frag.Process.User; u.UID != 1234 || u.GID != 3456 {
+			t.Errorf("USER app:staff (root %v): process.user %+v, want 1234:3456", asRoot, u)
+		}
+	}
+
 	for _, c := range cases {
 		img := busyboxImage(layer(ib.Dir("etc"), c.entry))
 		img.Config.User = "app"
