@@ -55,6 +55,23 @@
 // as is. Neither has digests: BlobDigest and DiffID are "", and the config is
 // empty but for the platform.
 //
+// Threat model: as root, taproot reads files no other user can, into layers
+// that containers read; another local user who can change the source (or a
+// directory on its path) would like to steer that read to /etc/shadow by
+// swapping an entry for a symlink mid-walk. So the walk never resolves a
+// path: every entry is opened relative to its parent's directory fd with
+// O_PATH|O_NOFOLLOW, its header comes from fstat of that fd, files are read
+// through an fd of the same inode, symlinks are stored as symlinks
+// (localdir.go). As root, the source path is resolved by hand from "/" and
+// refused (ErrUnsafeSource, one line naming the directory, its mode and
+// owner) unless no other user can replace any entry on it and the source
+// directory is writable by root alone; directories inside the source may be
+// writable by others, as a rootfs's /tmp is (localsafe.go). Tarballs are
+// opened the same way, without blocking, and must be regular files. As
+// root, the paths of oci:, oci-archive: and docker-archive: references pass
+// the same check before containers/image opens them by path (for an OCI
+// layout also its blobs/ and blobs/<alg>/ dirs).
+//
 // # Errors
 //
 // Errors are one line naming the reference ("fetch docker://…: image not

@@ -32,6 +32,10 @@ var (
 	// ErrUnreachable: the registry could not be contacted at all (connection
 	// refused, no such host, TLS/HTTP mismatch, timeout).
 	ErrUnreachable = errors.New("registry unreachable")
+	// ErrUnsafeSource: run as root, a local source (rootfs dir or tarball)
+	// is on a path, or is a directory, that another user can change, so
+	// they could steer root into reading what they cannot read.
+	ErrUnsafeSource = errors.New("local source can be changed by other users")
 )
 
 // classify maps an error from containers/image or the network to one of the
@@ -42,7 +46,7 @@ func classify(err error) error {
 	if err == nil {
 		return nil
 	}
-	for _, s := range []error{ErrBadReference, ErrNotFound, ErrUnauthorized, ErrPolicyDenied, ErrUnreachable} {
+	for _, s := range []error{ErrBadReference, ErrNotFound, ErrUnauthorized, ErrPolicyDenied, ErrUnreachable, ErrUnsafeSource} {
 		if errors.Is(err, s) {
 			return s
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/containers/image/v5/types"
 	"github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 )
 
 // Defaults for Options fields left zero.
@@ -76,11 +77,16 @@ type Fetcher struct {
 	retries    int
 	retryDelay time.Duration
 	log        *slog.Logger
+	// privileged: running as root, local sources and the paths of oci:,
+	// oci-archive: and docker-archive: references must pass the rules of
+	// localsafe.go (a path only root can change).
+	privileged bool
 }
 
 // New returns a Fetcher with the given options.
 func New(opts Options) *Fetcher {
-	f := &Fetcher{opts: opts, timeout: opts.Timeout, retries: opts.Retries, retryDelay: opts.RetryDelay, log: opts.Logger}
+	f := &Fetcher{opts: opts, timeout: opts.Timeout, retries: opts.Retries, retryDelay: opts.RetryDelay, log: opts.Logger,
+		privileged: os.Geteuid() == 0}
 	if f.timeout <= 0 {
 		f.timeout = DefaultTimeout
 	}
@@ -168,8 +174,10 @@ func (s *Source) Close() error {
 
 // Open resolves ref, checks it against the signature policy, reads the
 // manifest (choosing this platform, or Options.OS/Arch/Variant, from a list
-// or index) and the config. Local dirs and tarballs are only checked to
-// exist; the policy does not apply to them.
+// or index) and the config. Local dirs and tarballs are opened as OpenLayer
+// will open them; the policy does not apply to them. As root, a local source
+// or the path of an oci:, oci-archive: or docker-archive: reference that
+// another user can change is refused with ErrUnsafeSource.
 func (f *Fetcher) Open(ctx context.Context, ref Reference) (*Source, error) {
 	switch ref.Kind {
 	case LocalDir, LocalTarball:
@@ -177,6 +185,11 @@ func (f *Fetcher) Open(ctx context.Context, ref Reference) (*Source, error) {
 	case Docker, OCILayout, OCIArchive, DockerArchive:
 		if ref.imgRef == nil {
 			return nil, fmt.Errorf("fetch %s: %w: reference was not made by ParseRef", ref, ErrBadReference)
+		}
+		if ref.Kind != Docker && f.privileged {
+			if err := checkImagePath(ref); err != nil {
+				return nil, f.describe("fetch", ref, err)
+			}
 		}
 	default:
 		return nil, fmt.Errorf("fetch %s: %w: unknown kind %v", ref, ErrBadReference, ref.Kind)
@@ -323,9 +336,13 @@ func (s *Source) OpenLayer(ctx context.Context, i int) (io.ReadCloser, error) {
 	}
 	switch ref.Kind {
 	case LocalDir:
-		return openDirTar(ctx, ref.Path, s.f.log), nil
+		fd, err := openSourceDir(ref.Path, s.f.privileged)
+		if err != nil {
+			return nil, s.f.describe("fetch", ref, err)
+		}
+		return openDirTar(ctx, fd, ref.Path, s.f.log), nil
 	case LocalTarball:
-		fh, err := os.Open(ref.Path)
+		fh, err := openSourceFile(ref.Path, s.f.privileged)
 		if err != nil {
 			return nil, s.f.describe("fetch", ref, err)
 		}
@@ -568,12 +585,11 @@ func (f *Fetcher) checkPlatform(ref Reference, cfg *imgspecv1.Image) {
 	}
 }
 
-// openLocal opens a LocalDir or LocalTarball reference.
+// openLocal opens a LocalDir or LocalTarball reference. It opens the
+// source as OpenLayer will (so that, as root, a source another user can
+// change is refused here, whether or not its layer is cached) and sniffs a
+// tarball's compression through that fd.
 func (f *Fetcher) openLocal(ref Reference) (*Source, error) {
-	fi, err := os.Stat(ref.Path)
-	if err != nil {
-		return nil, f.describe("fetch", ref, err)
-	}
 	o, a, v := f.platform()
 	img := Image{Ref: ref}
 	img.Config.OS = o
@@ -582,15 +598,23 @@ func (f *Fetcher) openLocal(ref Reference) (*Source, error) {
 	img.Config.RootFS.Type = "layers"
 	switch ref.Kind {
 	case LocalDir:
-		if !fi.IsDir() {
-			return nil, fmt.Errorf("fetch %s: no longer a directory", ref)
+		fd, err := openSourceDir(ref.Path, f.privileged)
+		if err != nil {
+			return nil, f.describe("fetch", ref, err)
 		}
+		unix.Close(fd)
 		img.Layers = []Layer{{MediaType: imgspecv1.MediaTypeImageLayer, Size: -1}}
 	case LocalTarball:
-		if !fi.Mode().IsRegular() {
-			return nil, fmt.Errorf("fetch %s: no longer a regular file", ref)
+		fh, err := openSourceFile(ref.Path, f.privileged)
+		if err != nil {
+			return nil, f.describe("fetch", ref, err)
 		}
-		comp, err := sniffFile(ref.Path)
+		defer fh.Close()
+		fi, err := fh.Stat()
+		if err != nil {
+			return nil, f.describe("fetch", ref, err)
+		}
+		comp, err := sniffReader(fh)
 		if err != nil {
 			return nil, f.describe("fetch", ref, err)
 		}

@@ -291,15 +291,23 @@ const (
 	compXz
 )
 
-// sniffFile reads the first bytes of a file and tells its format.
+// sniffFile reads the first bytes of a file and tells its format. It only
+// classifies the path for ParseRef (Open and OpenLayer open the file again,
+// by their rules) but must not hang: the file is opened without blocking
+// and must be regular.
 func sniffFile(path string) (compression, error) {
-	f, err := os.Open(path)
+	f, err := openSourceFile(path, false)
 	if err != nil {
 		return compUnknown, err
 	}
 	defer f.Close()
+	return sniffReader(f)
+}
+
+// sniffReader tells the format of what r starts with.
+func sniffReader(r io.Reader) (compression, error) {
 	head := make([]byte, 512)
-	n, err := io.ReadFull(f, head)
+	n, err := io.ReadFull(r, head)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return compUnknown, err
 	}

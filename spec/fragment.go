@@ -15,6 +15,22 @@ const (
 	AnnotationRef            = "io.taproot.image.ref"
 	AnnotationManifestDigest = "io.taproot.image.manifest-digest"
 	AnnotationImageID        = "io.taproot.image.id"
+	// AnnotationStopSignal carries the image config's StopSignal, under
+	// the key the OCI image spec's conversion rules give it.
+	AnnotationStopSignal = "org.opencontainers.image.stopSignal"
+	// LabelPrefix is put before each image label's key to make its
+	// annotation key: label "team" becomes "io.taproot.image.label.team".
+	//
+	// Labels are the image author's, and runtimes act on annotation keys:
+	// crun on run.oci.* (run.oci.seccomp_bpf_data replaces the seccomp
+	// filter, run.oci.keep_original_groups keeps the caller's groups,
+	// run.oci.handler picks another executor, run.oci.hooks.stdout names a
+	// file crun writes), runc and crun on org.systemd.property.* (unit
+	// properties of the container's scope with the systemd cgroup driver),
+	// runc on org.criu.config (a CRIU config file for checkpoints), and
+	// CRI runtimes on io.kubernetes.*. Under the prefix no label can set
+	// any of them, nor one of taproot's own keys above; nothing is dropped.
+	LabelPrefix = "io.taproot.image.label."
 )
 
 // DefaultPath is set when the image config has no PATH, as docker does.
@@ -57,7 +73,7 @@ func Fragment(in FragmentInput) *specs.Spec {
 	args := append(append([]string(nil), in.Config.Entrypoint...), in.Config.Cmd...)
 	ann := map[string]string{}
 	for k, v := range in.Config.Labels {
-		ann[k] = v
+		ann[LabelPrefix+k] = v
 	}
 	ann[AnnotationImageID] = in.ID
 	if in.Ref != "" {
@@ -67,7 +83,7 @@ func Fragment(in FragmentInput) *specs.Spec {
 		ann[AnnotationManifestDigest] = in.ManifestDigest
 	}
 	if in.Config.StopSignal != "" {
-		ann["org.opencontainers.image.stopSignal"] = in.Config.StopSignal
+		ann[AnnotationStopSignal] = in.Config.StopSignal
 	}
 	s := &specs.Spec{
 		Version: specs.Version,

@@ -42,7 +42,7 @@ func TestFragment(t *testing.T) {
 	if f.Process.Cwd != "/srv" || f.Process.User.UID != 1000 || f.Process.User.GID != 1001 {
 		t.Errorf("process = %+v", f.Process)
 	}
-	if f.Annotations["team"] != "x" || f.Annotations[AnnotationRef] != in.Ref || f.Annotations[AnnotationImageID] != "c1" {
+	if f.Annotations[LabelPrefix+"team"] != "x" || f.Annotations["team"] != "" || f.Annotations[AnnotationRef] != in.Ref || f.Annotations[AnnotationImageID] != "c1" {
 		t.Errorf("annotations = %v", f.Annotations)
 	}
 	if len(f.Linux.UIDMappings) != 1 || f.Linux.UIDMappings[0].HostID != 1000 {
@@ -62,6 +62,62 @@ func TestFragment(t *testing.T) {
 	data, err := json.Marshal(f)
 	if err != nil || strings.Contains(string(data), `"overlay"`) {
 		t.Errorf("json = %s, %v", data, err)
+	}
+}
+
+// Image labels never become annotation keys a runtime acts on, nor
+// taproot's own keys: every label is under LabelPrefix, and the keys
+// taproot sets keep their values.
+func TestFragmentLabelsCannotSetRuntimeAnnotations(t *testing.T) {
+	hostile := map[string]string{
+		"run.oci.seccomp_bpf_data":             "AAAA",
+		"run.oci.keep_original_groups":         "1",
+		"run.oci.handler":                      "krun",
+		"run.oci.hooks.stdout":                 "/etc/passwd",
+		"org.systemd.property.ExecStopPost":    "/bin/sh -c evil",
+		"org.criu.config":                      "/tmp/evil.conf",
+		"io.kubernetes.cri-o.Devices":          "/dev/sda",
+		"io.kubernetes.cri-o.userns-mode":      "host",
+		AnnotationImageID:                      "spoofed-id",
+		AnnotationRef:                          "docker://spoofed/ref",
+		AnnotationManifestDigest:               "sha256:spoofed",
+		AnnotationStopSignal:                   "SIGKILL",
+		"":                                     "empty key",
+		"org.opencontainers.image.title":       "fine",
+		LabelPrefix + "nested":                 "stays nested",
+		"com.example.with spaces=and\nnewline": "odd",
+	}
+	f := Fragment(FragmentInput{
+		ID: "c1", Ref: "docker://r/x:1", ManifestDigest: "sha256:aa", RootPath: "/r",
+		Config: imgspecv1.ImageConfig{Labels: hostile, StopSignal: "SIGTERM"},
+	})
+	own := map[string]string{
+		AnnotationImageID: "c1", AnnotationRef: "docker://r/x:1", AnnotationManifestDigest: "sha256:aa", AnnotationStopSignal: "SIGTERM",
+	}
+	for k, want := range own {
+		if f.Annotations[k] != want {
+			t.Errorf("annotation %s = %q, want %q (a label must not override it)", k, f.Annotations[k], want)
+		}
+	}
+	for k, v := range f.Annotations {
+		if _, ok := own[k]; ok {
+			continue
+		}
+		if !strings.HasPrefix(k, LabelPrefix) {
+			t.Errorf("annotation %q=%q is not taproot's and not under %s", k, v, LabelPrefix)
+			continue
+		}
+		if hostile[strings.TrimPrefix(k, LabelPrefix)] != v {
+			t.Errorf("annotation %q=%q is not the label %q", k, v, strings.TrimPrefix(k, LabelPrefix))
+		}
+		for _, reserved := range []string{"run.oci.", "org.systemd.property.", "org.criu.", "io.kubernetes.", "org.opencontainers."} {
+			if strings.HasPrefix(k, reserved) {
+				t.Errorf("annotation %q is in the runtime-reserved family %s", k, reserved)
+			}
+		}
+	}
+	if got, want := len(f.Annotations), len(own)+len(hostile); got != want {
+		t.Errorf("%d annotations, want %d (every label, prefixed, plus taproot's): %v", got, want, f.Annotations)
 	}
 }
 

@@ -1,13 +1,15 @@
 package store
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/taproot-dev/taproot/spec"
 )
@@ -76,47 +78,119 @@ func (s *Store) ResolveUser(rec ImageRecord) (ImageUser, error) {
 	return u, nil
 }
 
-// readImageFile reads name from the topmost lower that has it, through
-// os.Root so that no symlink in a layer can lead outside it. A whiteout
-// (char device) hides the file.
+// maxImageUserFile bounds what is read of the image's /etc/passwd and
+// /etc/group: 1 MiB is over 10,000 accounts of ~100 bytes (this Debian 12
+// host's /etc/passwd has 26 accounts in 1372 bytes), and keeps what one
+// create holds in memory small whatever the image (or a container that
+// broke out and rewrote a layer) put there. The previous reader also
+// stopped at 1 MiB, per line.
+const maxImageUserFile = 1 << 20
+
+// resolveInLayer resolves names as if chrooted into the layer: absolute
+// symlinks and ".." stay inside it; /proc magic links and mount crossings
+// are refused.
+const resolveInLayer = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV
+
+// readImageFile reads name ("etc/passwd") from the topmost lower that has
+// it. A whiteout (0:0 char device) hides the file.
+//
+// Root reads these files, from layers whose contents the image author
+// chose and that a container which broke out (as container root's host
+// ID) can rewrite. So: the name is resolved beneath the layer's root
+// (openat2 RESOLVE_IN_ROOT) with O_NOFOLLOW, first as an O_PATH fd, so that
+// nothing but a regular file is ever opened for reading (a FIFO would block
+// the open forever, a device runs its driver's open); fstat of that fd
+// decides; the file is then opened O_NONBLOCK, must be the same inode, and
+// at most maxImageUserFile bytes are read (a larger file is an error, told
+// from fstat before reading).
 func readImageFile(lowersTopFirst []string, name string) (string, error) {
 	for _, lower := range lowersTopFirst {
-		root, err := os.OpenRoot(lower)
+		data, found, hidden, err := readLayerFile(lower, name)
 		if err != nil {
-			continue
-		}
-		fi, err := root.Lstat(name)
-		if err != nil {
-			root.Close()
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
 			return "", err
 		}
-		if fi.Mode()&fs.ModeCharDevice != 0 {
-			root.Close()
+		if found {
+			return data, nil
+		}
+		if hidden {
 			break
 		}
-		if !fi.Mode().IsRegular() {
-			root.Close()
-			return "", fmt.Errorf("/%s in the image is not a regular file", name)
-		}
-		f, err := root.Open(name)
-		root.Close()
-		if err != nil {
-			return "", err
-		}
-		data := make([]byte, 0, fi.Size())
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 64*1024), 1<<20)
-		for sc.Scan() {
-			data = append(data, sc.Bytes()...)
-			data = append(data, '\n')
-		}
-		f.Close()
-		return string(data), sc.Err()
 	}
 	return "", fmt.Errorf("image has no /%s: %w", name, fs.ErrNotExist)
+}
+
+// readLayerFile reads name in the layer dir lower. found is false when the
+// layer does not have it; hidden is true when the layer has a whiteout for
+// it.
+func readLayerFile(lower, name string) (data string, found, hidden bool, err error) {
+	dfd, err := unix.Open(lower, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return "", false, false, nil
+		}
+		return "", false, false, fmt.Errorf("open layer %s: %w", lower, err)
+	}
+	defer unix.Close(dfd)
+	shown := "/" + name + " in the image (layer " + lower + ")"
+	pfd, err := unix.Openat2(dfd, name, &unix.OpenHow{Flags: unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC, Resolve: resolveInLayer})
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return "", false, false, nil
+		}
+		return "", false, false, fmt.Errorf("open %s: %w", shown, err)
+	}
+	defer unix.Close(pfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(pfd, &st); err != nil {
+		return "", false, false, fmt.Errorf("stat %s: %w", shown, err)
+	}
+	switch {
+	case st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0:
+		return "", false, true, nil
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		return "", false, false, fmt.Errorf("%s is not a regular file (%s)", shown, fileKind(st.Mode))
+	case st.Size > maxImageUserFile:
+		return "", false, false, fmt.Errorf("%s is %d bytes, larger than the %d bytes taproot reads of it", shown, st.Size, maxImageUserFile)
+	}
+	rfd, err := unix.Openat2(dfd, name, &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOFOLLOW | unix.O_NOCTTY | unix.O_CLOEXEC, Resolve: resolveInLayer})
+	if err != nil {
+		return "", false, false, fmt.Errorf("open %s: %w", shown, err)
+	}
+	f := os.NewFile(uintptr(rfd), shown)
+	defer f.Close()
+	var now unix.Stat_t
+	if err := unix.Fstat(rfd, &now); err != nil {
+		return "", false, false, fmt.Errorf("stat %s: %w", shown, err)
+	}
+	if now.Dev != st.Dev || now.Ino != st.Ino {
+		return "", false, false, fmt.Errorf("%s changed while being read", shown)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxImageUserFile+1))
+	if err != nil {
+		return "", false, false, fmt.Errorf("read %s: %w", shown, err)
+	}
+	if len(b) > maxImageUserFile {
+		return "", false, false, fmt.Errorf("%s grew past %d bytes while being read", shown, maxImageUserFile)
+	}
+	return string(b), true, false, nil
+}
+
+func fileKind(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFIFO:
+		return "a FIFO"
+	case unix.S_IFLNK:
+		return "a symlink"
+	case unix.S_IFDIR:
+		return "a directory"
+	case unix.S_IFCHR:
+		return "a character device"
+	case unix.S_IFBLK:
+		return "a block device"
+	case unix.S_IFSOCK:
+		return "a socket"
+	}
+	return fmt.Sprintf("mode %o", mode)
 }
 
 func lookupPasswd(pw, name string) (uid, gid uint32, ok bool) {

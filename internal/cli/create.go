@@ -40,7 +40,8 @@ and prints an OCI runtime-spec fragment on stdout:
                    the container's user namespace
   process          env, cwd and user from the image config; args = entrypoint + cmd
   linux            uidMappings/gidMappings of the store
-  annotations      the image's labels, plus io.taproot.image.{ref,manifest-digest,id}
+  annotations      the image's labels as io.taproot.image.label.<key> (never verbatim:
+                   runtimes act on keys like run.oci.*), plus io.taproot.image.{ref,manifest-digest,id}
 
 Image references:
   docker://HOST[:PORT]/REPO[:TAG|@DIGEST]   a registry (docker:///REPO means Docker Hub;
