@@ -43,7 +43,7 @@ func Init(ctx context.Context, root string, o InitOptions) (Meta, error) {
 			o.GIDMappings = gids
 		}
 	}
-	root, err := prepareInitRoot(root, o.OwnerUID)
+	root, err := prepareRoot(root, o.OwnerUID, true)
 	if err != nil {
 		return Meta{}, err
 	}
@@ -86,38 +86,6 @@ func Init(ctx context.Context, root string, o InitOptions) (Meta, error) {
 		return m, fmt.Errorf("hand store to %d:%d: %w", o.OwnerUID, o.OwnerGID, err)
 	}
 	return m, nil
-}
-
-// prepareInitRoot is prepareRoot for root making a store for owner: the
-// dir may be root's (a fresh mount point) or the owner's, never another's.
-func prepareInitRoot(root string, owner uint32) (string, error) {
-	if err := checkPath(root); err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(root, 0o700); err != nil {
-		return "", fmt.Errorf("create store: %w", err)
-	}
-	real, err := filepath.EvalSymlinks(root)
-	if err != nil {
-		return "", fmt.Errorf("store %s: %w", root, err)
-	}
-	if err := checkPath(real); err != nil {
-		return "", err
-	}
-	if err := checkAncestors(real, owner); err != nil {
-		return "", err
-	}
-	fi, err := os.Lstat(real)
-	if err != nil {
-		return "", fmt.Errorf("store %s: %w", real, err)
-	}
-	if st, ok := statT(fi); ok && st.Uid == 0 {
-		owner = 0
-	}
-	if err := checkRoot(real, fi, owner); err != nil {
-		return "", err
-	}
-	return real, nil
 }
 
 // mappingsFor is the default mapping of a store owned by uid:gid: maximus

@@ -98,7 +98,7 @@ func validID(id string) bool {
 // tightened (see perm.go).
 func Open(ctx context.Context, root string, opts Options) (*Store, error) {
 	caller := uint32(os.Geteuid())
-	root, err := prepareRoot(root, caller)
+	root, err := prepareRoot(root, caller, false)
 	if err != nil {
 		return nil, err
 	}
@@ -142,8 +142,10 @@ func Open(ctx context.Context, root string, opts Options) (*Store, error) {
 
 // prepareRoot makes root absolute and real (symlinks resolved, so every
 // path taproot prints is the one it checked), creates it if missing, and
-// refuses it unless owner may use it safely (see perm.go).
-func prepareRoot(root string, owner uint32) (string, error) {
+// refuses it unless owner may use it safely (see perm.go). With adopt
+// (root making a store for owner) the dir may also be root's: a fresh
+// mount point that Init hands over.
+func prepareRoot(root string, owner uint32, adopt bool) (string, error) {
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		return "", err
@@ -170,6 +172,9 @@ func prepareRoot(root string, owner uint32) (string, error) {
 	fi, err := os.Lstat(real)
 	if err != nil {
 		return "", fmt.Errorf("store %s: %w", real, err)
+	}
+	if st, ok := statT(fi); adopt && ok && st.Uid == 0 {
+		owner = 0
 	}
 	if err := checkRoot(real, fi, owner); err != nil {
 		return "", err
