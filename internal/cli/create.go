@@ -72,10 +72,10 @@ func runCreate(ctx context.Context, g *globals, o *createOptions, rawRef, id str
 		return err
 	}
 	if o.diskLimit < 0 {
-		return fmt.Errorf("--disk-limit-size-bytes %d: must not be negative", o.diskLimit)
+		return badInput(fmt.Errorf("--disk-limit-size-bytes %d: must not be negative", o.diskLimit))
 	}
 	if o.withMount && os.Geteuid() != 0 {
-		return fmt.Errorf("--with-mount needs root: a rootless caller lets the runtime mount inside the container's user namespace")
+		return badInput(fmt.Errorf("--with-mount needs root: a rootless caller lets the runtime mount inside the container's user namespace"))
 	}
 	ref, err := fetcher.ParseRef(rawRef)
 	if err != nil {

@@ -26,12 +26,12 @@ func (m mappingFlags) parse(g *globals) (uids, gids []idmap.Mapping, err error) 
 	}
 	if len(u) > 0 {
 		if uids, err = idmap.ParseList(u); err != nil {
-			return nil, nil, err
+			return nil, nil, badInput(err)
 		}
 	}
 	if len(gr) > 0 {
 		if gids, err = idmap.ParseList(gr); err != nil {
-			return nil, nil, err
+			return nil, nil, badInput(err)
 		}
 	}
 	return uids, gids, nil
