@@ -85,6 +85,11 @@ func runCreate(ctx context.Context, g *globals, o *createOptions, rawRef, id str
 	if err != nil {
 		return err
 	}
+	p, ev, err := g.progressSetup()
+	if err != nil {
+		return err
+	}
+	g.events = ev
 	st, err := g.openStore(ctx, uids, gids)
 	if err != nil {
 		return err
@@ -103,6 +108,7 @@ func runCreate(ctx context.Context, g *globals, o *createOptions, rawRef, id str
 	}
 	defer src.Close()
 	img := src.Image()
+	ev.resolved(&img)
 
 	req := store.CreateRequest{
 		ID:             id,
@@ -115,8 +121,7 @@ func runCreate(ctx context.Context, g *globals, o *createOptions, rawRef, id str
 	if req.DiskLimit == 0 && g.cfg.Create.DiskLimitSizeBytes > 0 {
 		req.DiskLimit = uint64(g.cfg.Create.DiskLimitSizeBytes)
 	}
-	p := newProgress(g.streams.Err)
-	req.Layers = storeLayers(src, p)
+	req.Layers = storeLayers(src, p, ev)
 	rec, err := st.Create(ctx, req)
 	p.finish()
 	if err != nil {
@@ -157,5 +162,9 @@ func runCreate(ctx context.Context, g *globals, o *createOptions, rawRef, id str
 	})
 	enc := json.NewEncoder(g.streams.Out)
 	enc.SetIndent("", "  ")
-	return enc.Encode(frag)
+	if err := enc.Encode(frag); err != nil {
+		return err
+	}
+	ev.done(map[string]any{"id": id, "ref": rec.Ref, "manifest_digest": rec.ManifestDigest})
+	return nil
 }

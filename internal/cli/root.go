@@ -25,9 +25,16 @@ type globals struct {
 	storePath  string
 	logLevel   string
 	logFormat  string
+	// progress and progressFD: how create and pull report progress. Global
+	// flags, so that Garden's extra arguments (put before the command) can
+	// carry them.
+	progress   string
+	progressFD int
 
 	cfg config.Config
 	log *slog.Logger
+	// events are the JSON progress events of a create or pull (nil: none).
+	events *events
 	// ran is set once the command line parsed and the command started:
 	// an error before that is a usage error (cobra's own, unclassified).
 	ran bool
@@ -70,6 +77,8 @@ Results (JSON) go to stdout; logs and errors go to stderr.`,
 	f.StringVar(&g.storePath, "store", "", "store directory (default "+config.DefaultStore()+")")
 	f.StringVar(&g.logLevel, "log-level", "", "debug, info, warn or error (default warn)")
 	f.StringVar(&g.logFormat, "log-format", "", "text or json (default text)")
+	f.StringVar(&g.progress, "progress", "auto", "create/pull progress: auto (bars on a terminal), none, or json (one event per line on stderr; schema in docs/garden.md)")
+	f.IntVar(&g.progressFD, "progress-fd", 0, "create/pull: write the JSON progress events to this open file descriptor instead (e.g. 3)")
 
 	cmd.AddCommand(
 		NewCmdCreate(g),

@@ -63,7 +63,17 @@ func (g *globals) storeOptions(uids, gids []idmap.Mapping, lim store.Limiter) st
 		Sync:           g.cfg.Create.Sync,
 		Logger:         g.log,
 		DeferReclaim:   true,
+		Progress:       g.storeProgress(),
 	}
+}
+
+// storeProgress is the store's progress callback: the JSON events of this
+// command, if any.
+func (g *globals) storeProgress() func(store.Progress) {
+	if g.events == nil {
+		return nil
+	}
+	return g.events.store
 }
 
 // startReclaim removes deleted images' files in a detached process, so that
