@@ -11,10 +11,14 @@ import (
 // The README's steps and docs/runtimes.md's runc recipe, word for word: the
 // shell blocks marked <!-- doc-test: root --> run as root, those marked
 // <!-- doc-test: user --> as the unprivileged test user, and a block marked
-// <!-- doc-test: output --> lists lines the previous block must print.
+// <!-- doc-test: output --> lists lines the previous block must print. A
+// "dir=NAME" after the kind runs the block in its own directory NAME (the
+// same for every block naming it), which root blocks get as $BUNDLE, with
+// the user's name as $RUN_AS.
 
 type docBlock struct {
 	kind string // root, user or output
+	dir  string // dir=NAME, "" for the file's default directory
 	body string
 	file string
 	line int
@@ -35,10 +39,12 @@ func docBlocks(t *testing.T, file string) []docBlock {
 			continue
 		}
 		kind = strings.TrimSuffix(kind, " -->")
+		kind, dir, _ := strings.Cut(kind, " ")
+		dir = strings.TrimPrefix(dir, "dir=")
 		if i+1 >= len(ls) || !strings.HasPrefix(ls[i+1], "```") {
 			t.Fatalf("%s:%d: doc-test marker not followed by a fenced block", file, i+1)
 		}
-		b := docBlock{kind: kind, file: filepath.Base(file), line: i + 2}
+		b := docBlock{kind: kind, dir: dir, file: filepath.Base(file), line: i + 2}
 		var body []string
 		for i += 2; i < len(ls) && !strings.HasPrefix(ls[i], "```"); i++ {
 			body = append(body, ls[i])
@@ -74,7 +80,7 @@ func TestDocsWordForWord(t *testing.T) {
 			}
 		}
 	}
-	runBlocks := func(file string, env []string, dir string) {
+	runBlocks := func(file string, env []string, dir, rootDir string) {
 		blocks := docBlocks(t, file)
 		if len(blocks) == 0 {
 			t.Fatalf("%s has no doc-test blocks", file)
@@ -84,9 +90,18 @@ func TestDocsWordForWord(t *testing.T) {
 			if err := os.WriteFile(script, []byte(b.body), 0o644); err != nil {
 				t.Fatal(err)
 			}
+			dir, rootDir, rootExtra := dir, rootDir, []string(nil)
+			if b.dir != "" {
+				dir = filepath.Join(home, b.dir)
+				if err := mkdirOwned(dir); err != nil {
+					t.Fatal(err)
+				}
+				rootDir = dir
+				rootExtra = []string{"BUNDLE=" + dir, "RUN_AS=" + h.user}
+			}
 			switch b.kind {
 			case "root":
-				last = runRoot(t, "..", append(rootEnv, env...), "sh", "-e", script)
+				last = runRoot(t, rootDir, append(append(rootEnv, env...), rootExtra...), "sh", "-e", script)
 			case "user":
 				argv := append(append([]string{"env", "-i"}, append(userEnv, env...)...), "sh", "-c", `cd "$0" && exec sh -e "$1"`, dir, script)
 				last = execute(t, 5*time.Minute, asUser(argv...))
@@ -104,7 +119,7 @@ func TestDocsWordForWord(t *testing.T) {
 		}
 	}
 
-	runBlocks("../README.md", nil, home)
+	runBlocks("../README.md", nil, home, "..")
 	for _, b := range []string{"taproot", "taproot-quota"} {
 		fi, err := os.Stat(filepath.Join(bindir, b))
 		if err != nil {
@@ -118,8 +133,11 @@ func TestDocsWordForWord(t *testing.T) {
 	if err := mkdirOwned(recipeDir); err != nil {
 		t.Fatal(err)
 	}
-	runBlocks("../docs/runtimes.md", []string{"IMAGE=" + filepath.Join(home, "try/rootfs")}, recipeDir)
+	runBlocks("../docs/runtimes.md", []string{"IMAGE=" + filepath.Join(home, "try/rootfs")}, recipeDir, recipeDir)
 	if !exists(filepath.Join(recipeDir, "runc-state")) {
 		t.Errorf("runc kept no state under the recipe's --root")
+	}
+	if !exists(filepath.Join(home, "crun", "crun-state")) {
+		t.Errorf("crun kept no state under the recipe's --root")
 	}
 }
