@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -29,6 +30,7 @@ type docMessage struct {
 	line int
 	text string // without the "taproot: " prefix for errors
 	log  bool   // a level=… msg=… line
+	json bool   // a JSON error line ({"level":"ERROR",…,"code":N,"class":…})
 }
 
 var (
@@ -56,6 +58,8 @@ func docMessages(t *testing.T) []docMessage {
 		case logLineRe.MatchString(s):
 			s = annotationRe.ReplaceAllString(s, "")
 			out = append(out, docMessage{file: filepath.Base(file), line: line, text: s, log: true})
+		case strings.HasPrefix(s, "{") && strings.Contains(s, `"level":"ERROR"`):
+			out = append(out, docMessage{file: filepath.Base(file), line: line, text: s, json: true})
 		}
 	}
 	for _, f := range files {
@@ -266,6 +270,21 @@ func TestDocsMessagesInSource(t *testing.T) {
 	t.Logf("quoted messages per file: %v", perFile)
 	lits, calls := sourceStrings(t)
 	for _, m := range msgs {
+		if m.json {
+			var obj struct {
+				Msg, Error, Class string
+				Code              int
+			}
+			if err := json.Unmarshal([]byte(m.text), &obj); err != nil {
+				t.Errorf("%s:%d: JSON error line does not parse: %v", m.file, m.line, err)
+				continue
+			}
+			if !strings.HasSuffix(obj.Msg, " failed") || ExitCode(obj.Code).Class() != obj.Class || !explained(obj.Error, lits) {
+				t.Errorf("%s:%d: JSON error line: msg %q, code %d class %q (code's class %q), error explained %v",
+					m.file, m.line, obj.Msg, obj.Code, obj.Class, ExitCode(obj.Code).Class(), explained(obj.Error, lits))
+			}
+			continue
+		}
 		if m.log {
 			if ok, why := logExplained(m.text, calls); !ok {
 				t.Errorf("%s:%d: %s\n\t%s", m.file, m.line, why, m.text)
@@ -306,7 +325,7 @@ func TestDocsMatcherRejectsDrift(t *testing.T) {
 func TestDocsMessagesTriggered(t *testing.T) {
 	docs := map[string]bool{}
 	for _, m := range docMessages(t) {
-		if !m.log {
+		if !m.log && !m.json {
 			docs["taproot: "+m.text] = true
 		}
 	}
@@ -337,6 +356,28 @@ func TestDocsMessagesTriggered(t *testing.T) {
 		}
 		if !docs[got] {
 			t.Errorf("taproot %s prints a line the docs do not quote verbatim:\n\t%s", strings.Join(tc.args, " "), got)
+		}
+	}
+}
+
+// The exit-code table in docs/troubleshooting.md is the code's.
+func TestDocsExitCodeTable(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot, "docs", "troubleshooting.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| ([0-9]+) \\| `([a-z_]+)` \\|")
+	seen := map[ExitCode]bool{}
+	for _, m := range row.FindAllStringSubmatch(string(data), -1) {
+		n, _ := strconv.Atoi(m[1])
+		if got := ExitCode(n).Class(); got != m[2] {
+			t.Errorf("troubleshooting.md: exit code %d is %q, the code says %q", n, m[2], got)
+		}
+		seen[ExitCode(n)] = true
+	}
+	for c := ExitInternal; c <= ExitDamaged; c++ {
+		if !seen[c] {
+			t.Errorf("troubleshooting.md's table lacks exit code %d (%s)", c, c.Class())
 		}
 	}
 }
