@@ -138,3 +138,17 @@ func TestMainJSONErrorFromConfig(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q (%v): want one JSON object and exit 2", code, stderr, err)
 	}
 }
+
+// The exit codes listed in `taproot --help` are the code's.
+func TestHelpListsExitCodes(t *testing.T) {
+	long := NewCmdRoot(Streams{}).Long
+	for c := ExitInternal; c <= ExitDamaged; c++ {
+		name := strings.ReplaceAll(c.Class(), "_", " ")
+		if c == ExitLimit {
+			name = "disk limit"
+		}
+		if !strings.Contains(strings.Join(strings.Fields(long), " "), fmt.Sprintf("%d %s", c, name)) {
+			t.Errorf("taproot --help does not list exit code %d as %q:\n%s", c, name, long)
+		}
+	}
+}

@@ -57,7 +57,11 @@ runtime-spec fragment whose overlay mount a runtime (runc, crun) performs
 inside the container's user namespace. No step needs root except the
 one-time init-store (for XFS disk limits).
 
-Results (JSON) go to stdout; logs and errors go to stderr.`,
+Results (JSON) go to stdout; logs and errors go to stderr (with
+--log-format json every stderr line is one JSON object, the error included).
+The exit status is 0, or the failure's class: 1 internal, 2 bad input,
+3 not found, 4 unauthorized, 5 transient (retry may help), 6 disk limit,
+7 store damaged.`,
 		Example: `  # as an unprivileged user with a range in /etc/subuid:
   taproot create docker://registry.example.com/app:1.2 web-1 > fragment.json
   taproot stats web-1
