@@ -128,7 +128,7 @@ func TestDebPackage(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^[0-9*,/-]+ [0-9*,/-]+ \* \* \* root `).MatchString(readFile(t, filepath.Join(root, "etc/cron.d/taproot"))) {
 		t.Errorf("etc/cron.d/taproot has no valid line running as root")
 	}
-	for _, s := range []string{"postinst", "prerm", "postrm"} {
+	for _, s := range []string{"preinst", "postinst", "prerm", "postrm"} {
 		if r := runRoot(t, "/", nil, "sh", "-n", filepath.Join(root, "DEBIAN", s)); r.code != 0 {
 			t.Errorf("DEBIAN/%s is not valid sh:\n%s", s, r)
 		}
