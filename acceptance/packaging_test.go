@@ -342,7 +342,25 @@ func TestMakeInstallAndDebExcludeEachOther(t *testing.T) {
 	if r := dpkg("-r", "taproot"); r.code != 0 {
 		t.Fatalf("dpkg -r:\n%s", r)
 	}
+	if st := status(); st != "config-files" {
+		t.Errorf("after dpkg -r the package is %q, want config-files (the cron conffile kept)", st)
+	}
 	if r := makeIn("install-check"); r.code != 0 {
 		t.Errorf("make install still refuses after dpkg -r:\n%s", r)
+	}
+	// A make install over the removed package's conffile, then the .deb
+	// again: still a clear refusal, not a conffile prompt.
+	if r := makeIn("install-files"); r.code != 0 {
+		t.Fatalf("make install-files after dpkg -r:\n%s", r)
+	}
+	r = dpkg("-i", deb)
+	if r.code == 0 || strings.Contains(r.stdout+r.stderr, "Configuration file") || !strings.Contains(r.stderr, "make uninstall") {
+		t.Errorf("dpkg -i over a make install after dpkg -r: want the preinst's refusal:\n%s", r)
+	}
+	if r := makeIn("uninstall"); r.code != 0 {
+		t.Fatalf("make uninstall:\n%s", r)
+	}
+	if r := dpkg("-i", deb); r.code != 0 || status() != "installed" {
+		t.Errorf("dpkg -i after make uninstall, over the kept conffile (status %q):\n%s", status(), r)
 	}
 }
