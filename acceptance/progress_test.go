@@ -2,11 +2,14 @@ package acceptance
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	ib "github.com/taproot-dev/taproot/acceptance/internal/imagebuilder"
 )
 
 type progressEvent struct {
@@ -167,4 +170,31 @@ func compact(s []string) []string {
 		}
 	}
 	return out
+}
+
+// An image too deep for one overlay mount reports the squash of its lowest
+// layers, before done.
+func TestProgressJSONSquashed(t *testing.T) {
+	need(t)
+	t.Parallel()
+	const n = 150
+	var layers []ib.Layer
+	for i := 1; i <= n; i++ {
+		layers = append(layers, layer(ib.File(fmt.Sprintf("deep-%03d", i), fmt.Sprintf("%d\n", i))))
+	}
+	ref, _ := pushImage(t, uniq("progress-deep"), busyboxImage(layers...))
+	r := tp(t, newStore(t), nil, []string{"--progress=json"}, "create", "--insecure-registry", h.registry, ref, "deep")
+	mustCreate(t, r, "create of a deep image with --progress=json")
+	var kinds []string
+	squashed := 0
+	for _, ev := range progressEvents(t, r.stderr) {
+		kinds = append(kinds, ev.Event)
+		if f, ok := ev.Layers.(float64); ok && ev.Event == "squashed" {
+			squashed = int(f) // "layers" is a count here, a list in resolved
+		}
+	}
+	k := strings.Join(kinds, ",")
+	if squashed < 2 || squashed > n+1 || !strings.HasSuffix(k, "squashed,done") {
+		t.Errorf("want a squashed event (2..%d layers) right before done; squashed %d, events …%s", n+1, squashed, k[max(0, len(k)-200):])
+	}
 }
