@@ -25,14 +25,14 @@ type globals struct {
 	storePath  string
 	logLevel   string
 	logFormat  string
+
+	cfg config.Config
+	log *slog.Logger
 	// progress and progressFD: how create and pull report progress. Global
 	// flags, so that Garden's extra arguments (put before the command) can
 	// carry them.
 	progress   string
 	progressFD int
-
-	cfg config.Config
-	log *slog.Logger
 	// events are the JSON progress events of a create or pull (nil: none).
 	events *events
 	// ran is set once the command line parsed and the command started:
