@@ -19,7 +19,7 @@ SOAK_COUNT ?= 5
 # TestSoak runs 30 s in `make test`; `make soak` runs it this long.
 SOAK_SECONDS ?= 300
 
-.PHONY: all build deps test-user vet unit acceptance test demo bench soak fuzz install install-files man deb lint clean
+.PHONY: all build deps test-user vet unit acceptance test demo bench soak fuzz install install-check install-files uninstall man deb lint clean
 
 all: build
 
@@ -82,12 +82,42 @@ man: build
 	rm -rf $(BIN)/man
 	$(BIN)/taproot __man $(BIN)/man
 
+# The dpkg database of the system under DESTDIR, and whether it has the
+# taproot package: install and uninstall refuse to mix with the .deb (both
+# own /etc/cron.d/taproot; dpkg would stop at a conffile prompt, and an
+# uninstall could delete the package's files).
+DPKG_ADMINDIR = $(DESTDIR)/var/lib/dpkg
+deb_installed = case "$$(dpkg-query --admindir=$(DPKG_ADMINDIR) -W -f='$${db:Status-Status}' taproot 2>/dev/null)" in \
+	""|not-installed|config-files) false ;; *) true ;; esac
+
 # Binaries (taproot-quota setuid root), man pages, shell completions, the
 # systemd service+timer for `taproot clean` and the cron line, docs.
 # PREFIX=/usr/local and DESTDIR= by default; run as root for a live install.
-install: build install-files
+install: install-check build install-files
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload || true; \
 		echo "enable the hourly clean: systemctl enable --now taproot-clean.timer"; fi
+
+install-check:
+	@if $(deb_installed); then \
+		echo "make install: the taproot .deb is installed (dpkg -l taproot): remove it first (apt-get remove taproot, as root), or stage elsewhere with DESTDIR=DIR" >&2; exit 1; fi
+
+# Removes what install put there (same PREFIX, DESTDIR, SYSCONFDIR...).
+# Stores, /etc/taproot and users' configs stay.
+uninstall:
+	@if [ -e $(DESTDIR)$(PREFIX)/bin/taproot ] && dpkg-query --admindir=$(DPKG_ADMINDIR) -S $(PREFIX)/bin/taproot >/dev/null 2>&1; then \
+		echo "make uninstall: $(PREFIX)/bin/taproot belongs to the taproot .deb: remove it with apt-get remove taproot (as root)" >&2; exit 1; fi
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl disable --now taproot-clean.timer >/dev/null 2>&1 || true; fi
+	rm -f $(DESTDIR)$(PREFIX)/bin/taproot $(DESTDIR)$(PREFIX)/bin/taproot-quota
+	rm -f $(DESTDIR)$(MANDIR)/man1/taproot.1 $(DESTDIR)$(MANDIR)/man1/taproot.1.gz \
+		$(DESTDIR)$(MANDIR)/man1/taproot-*.1 $(DESTDIR)$(MANDIR)/man1/taproot-*.1.gz
+	rm -f $(DESTDIR)$(PREFIX)/share/bash-completion/completions/taproot \
+		$(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_taproot \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/taproot.fish
+	for u in taproot-clean.service taproot-clean.timer taproot-clean@.service taproot-clean@.timer; do \
+		rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; done
+	rm -f $(DESTDIR)$(SYSCONFDIR)/cron.d/taproot
+	rm -rf $(DESTDIR)$(DOCDIR)
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
 
 # What install copies, from $(BIN) without building (scripts/mkdeb.sh uses it).
 install-files:

@@ -128,7 +128,7 @@ func TestDebPackage(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^[0-9*,/-]+ [0-9*,/-]+ \* \* \* root `).MatchString(readFile(t, filepath.Join(root, "etc/cron.d/taproot"))) {
 		t.Errorf("etc/cron.d/taproot has no valid line running as root")
 	}
-	for _, s := range []string{"postinst", "prerm", "postrm"} {
+	for _, s := range []string{"preinst", "postinst", "prerm", "postrm"} {
 		if r := runRoot(t, "/", nil, "sh", "-n", filepath.Join(root, "DEBIAN", s)); r.code != 0 {
 			t.Errorf("DEBIAN/%s is not valid sh:\n%s", s, r)
 		}
@@ -241,5 +241,126 @@ func TestHelpAndManPages(t *testing.T) {
 		if !strings.Contains(strings.ReplaceAll(page, `\-`, "-"), strings.ReplaceAll(w, `\-`, "-")) {
 			t.Errorf("taproot-create.1 lacks %q", w)
 		}
+	}
+}
+
+// `make install` and the .deb refuse each other clearly instead of mixing:
+// dpkg installing over a `make install` stops in preinst with what to do
+// (not at a conffile prompt for /etc/cron.d/taproot), `make uninstall`
+// removes every file install put there, then the .deb installs, and
+// `make install`/`make uninstall` refuse while it is there. All in a dpkg
+// root (dpkg --root) so the host's /usr and /etc are untouched.
+func TestMakeInstallAndDebExcludeEachOther(t *testing.T) {
+	need(t)
+	t.Parallel()
+	for _, tool := range []string{"dpkg", "dpkg-deb", "dpkg-query", "make"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is not installed (dpkg is in every Debian; make: scripts/deps.sh)", tool)
+		}
+	}
+	if h.quota == "" {
+		t.Fatal("no taproot-quota binary to package (see the acceptance setup message)")
+	}
+	bin := filepath.Dir(h.taproot)
+	r := runRoot(t, "..", []string{"BIN=" + bin, "OUT=" + t.TempDir(), "VERSION=1.2.3~coexist", "DEB_ZLEVEL=1"}, "bash", "scripts/mkdeb.sh")
+	if r.code != 0 {
+		t.Fatalf("scripts/mkdeb.sh:\n%s", r)
+	}
+	deb := strings.TrimSpace(r.stdout)
+	root := t.TempDir()
+	for _, d := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "var/lib/dpkg/status"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// dpkg reads the answer to a conffile prompt from stdin: runRoot gives
+	// it none (EOF), so a prompt would fail the install, not hang.
+	dpkg := func(args ...string) result {
+		return runRoot(t, "/", nil, append([]string{"dpkg", "--root=" + root, "--force-script-chrootless", "--force-depends"}, args...)...)
+	}
+	status := func() string {
+		r := runRoot(t, "/", nil, "dpkg-query", "--admindir="+filepath.Join(root, "var/lib/dpkg"), "-W", "-f=${db:Status-Status}", "taproot")
+		return strings.TrimSpace(r.stdout)
+	}
+	makeIn := func(target string, extra ...string) result {
+		// BIN: the harness's binaries (install-files copies them; install
+		// is only run where install-check refuses before it builds).
+		return runRoot(t, "..", append([]string{"DESTDIR=" + root}, extra...), "make", "-s", target, "BIN="+bin)
+	}
+	ours := func() []string {
+		var files []string
+		filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+			if err == nil && !fi.IsDir() && !strings.HasPrefix(p, filepath.Join(root, "var/lib/dpkg")) {
+				files = append(files, strings.TrimPrefix(p, root))
+			}
+			return nil
+		})
+		return files
+	}
+
+	if r := makeIn("install-files"); r.code != 0 {
+		t.Fatalf("make install-files:\n%s", r)
+	}
+	if !exists(filepath.Join(root, "etc/cron.d/taproot")) || !exists(filepath.Join(root, "usr/local/bin/taproot")) {
+		t.Fatalf("make install put no cron file or binary: %v", ours())
+	}
+	r = dpkg("-i", deb)
+	if r.code == 0 {
+		t.Fatalf("dpkg -i over a make install succeeded:\n%s", r)
+	}
+	if strings.Contains(r.stdout+r.stderr, "Configuration file") || !strings.Contains(r.stderr, "make uninstall") {
+		t.Errorf("dpkg -i over a make install: want the preinst's refusal naming make uninstall, not a conffile prompt:\n%s", r)
+	}
+	if st := status(); st != "not-installed" {
+		t.Errorf("after the refused install the package is %q, want not-installed", st)
+	}
+
+	if r := makeIn("uninstall"); r.code != 0 {
+		t.Fatalf("make uninstall:\n%s", r)
+	}
+	if left := ours(); len(left) != 0 {
+		t.Errorf("make uninstall left: %v", left)
+	}
+
+	if r := dpkg("-i", deb); r.code != 0 || status() != "installed" {
+		t.Fatalf("dpkg -i after make uninstall (status %q):\n%s", status(), r)
+	}
+	if fi, err := os.Stat(filepath.Join(root, "usr/bin/taproot-quota")); err != nil || fi.Mode()&os.ModeSetuid == 0 {
+		t.Errorf("packaged taproot-quota after postinst: %v %v", fi, err)
+	}
+	r = makeIn("install")
+	if r.code == 0 || !strings.Contains(r.stderr, "the taproot .deb is installed") || exists(filepath.Join(root, "usr/local/bin/taproot")) {
+		t.Errorf("make install with the .deb installed: want a refusal and nothing installed:\n%s", r)
+	}
+	r = makeIn("uninstall", "PREFIX=/usr")
+	if r.code == 0 || !strings.Contains(r.stderr, "belongs to the taproot .deb") || !exists(filepath.Join(root, "usr/bin/taproot")) {
+		t.Errorf("make uninstall PREFIX=/usr with the .deb installed: want a refusal and the package's files kept:\n%s", r)
+	}
+	if r := dpkg("-r", "taproot"); r.code != 0 {
+		t.Fatalf("dpkg -r:\n%s", r)
+	}
+	if st := status(); st != "config-files" {
+		t.Errorf("after dpkg -r the package is %q, want config-files (the cron conffile kept)", st)
+	}
+	if r := makeIn("install-check"); r.code != 0 {
+		t.Errorf("make install still refuses after dpkg -r:\n%s", r)
+	}
+	// A make install over the removed package's conffile, then the .deb
+	// again: still a clear refusal, not a conffile prompt.
+	if r := makeIn("install-files"); r.code != 0 {
+		t.Fatalf("make install-files after dpkg -r:\n%s", r)
+	}
+	r = dpkg("-i", deb)
+	if r.code == 0 || strings.Contains(r.stdout+r.stderr, "Configuration file") || !strings.Contains(r.stderr, "make uninstall") {
+		t.Errorf("dpkg -i over a make install after dpkg -r: want the preinst's refusal:\n%s", r)
+	}
+	if r := makeIn("uninstall"); r.code != 0 {
+		t.Fatalf("make uninstall:\n%s", r)
+	}
+	if r := dpkg("-i", deb); r.code != 0 || status() != "installed" {
+		t.Errorf("dpkg -i after make uninstall, over the kept conffile (status %q):\n%s", status(), r)
 	}
 }

@@ -253,6 +253,38 @@ func TestParseRef(t *testing.T) {
 	}
 }
 
+// A transport typo is an unknown transport, not a missing local path.
+func TestParseRefUnknownTransport(t *testing.T) {
+	for _, tc := range []struct{ in, scheme, hint string }{
+		{"dokcer://127.0.0.1:5000/repo:tag", "dokcer", "did you mean docker://?"},
+		{"ocl:/srv/layout:v1", "ocl", "did you mean oci:?"},
+		{"docker-achive:/tmp/x.tar", "docker-achive", "did you mean docker-archive:?"},
+		{"nosuchtransport:foo", "nosuchtransport", ""},
+	} {
+		_, err := ParseRef(tc.in)
+		if !errors.Is(err, ErrBadReference) || errors.Is(err, ErrNotFound) {
+			t.Errorf("ParseRef(%q) = %v, want ErrBadReference and not ErrNotFound", tc.in, err)
+			continue
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, fmt.Sprintf("unknown transport %q", tc.scheme)) || !strings.Contains(msg, tc.hint) {
+			t.Errorf("ParseRef(%q) = %q, want unknown transport %q and %q", tc.in, msg, tc.scheme, tc.hint)
+		}
+		if tc.hint == "" && strings.Contains(msg, "did you mean") {
+			t.Errorf("ParseRef(%q) = %q: a suggestion for a far-off name", tc.in, msg)
+		}
+	}
+	// A relative path with a colon that exists is still a path.
+	dir := t.TempDir()
+	t.Chdir(dir)
+	if err := os.Mkdir("rootfs:v1", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := ParseRef("rootfs:v1"); err != nil || r.Kind != LocalDir || r.Path != filepath.Join(dir, "rootfs:v1") {
+		t.Errorf("ParseRef(rootfs:v1) = %+v, %v; want the local dir", r, err)
+	}
+}
+
 func TestSniff(t *testing.T) {
 	raw := layerTar(t, []tarEntry{{name: "a", body: "a"}})
 	for _, tc := range []struct {

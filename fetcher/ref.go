@@ -101,8 +101,9 @@ var unsupportedTransports = []string{
 // A docker reference without tag or digest means :latest. A reference with
 // both a tag and a digest keeps the digest. Local paths are looked at to tell a
 // directory from a tarball (by its first bytes, not its name); a path that
-// does not exist gives an error wrapping ErrNotFound. Bad syntax gives an
-// error wrapping ErrBadReference.
+// does not exist gives an error wrapping ErrNotFound. Bad syntax, and a
+// transport ParseRef does not know ("dokcer://…", unless a file of that name
+// exists), give an error wrapping ErrBadReference.
 func ParseRef(s string) (Reference, error) {
 	r, err := parseRef(s)
 	if err != nil {
@@ -164,6 +165,9 @@ func parseRef(s string) (Reference, error) {
 			return Reference{}, fmt.Errorf("transport %q is not supported (use docker://, oci:, oci-archive:, docker-archive: or a path)", strings.TrimSuffix(p, ":"))
 		}
 	}
+	if err := unknownTransport(s); err != nil {
+		return Reference{}, err
+	}
 	path := s
 	if rest, ok := strings.CutPrefix(s, "file://"); ok {
 		if !strings.HasPrefix(rest, "/") {
@@ -172,6 +176,73 @@ func parseRef(s string) (Reference, error) {
 		path = rest
 	}
 	return parseLocal(path)
+}
+
+// knownTransports are the prefixes ParseRef takes, for suggestions.
+var knownTransports = []string{"docker", "oci", "oci-archive", "docker-archive", "file"}
+
+// unknownTransport returns an error for s that starts like a transport
+// ("dokcer://…", "ocl:/dir") none of which ParseRef knows, unless a file of
+// that name exists (a relative path may contain ':'). Without it a typo was
+// read as a local path and reported as "image not found".
+func unknownTransport(s string) error {
+	scheme, _, ok := strings.Cut(s, ":")
+	if !ok || scheme == "file" || !isScheme(scheme) {
+		return nil
+	}
+	if _, err := os.Lstat(s); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	hint := ""
+	for _, k := range knownTransports {
+		if editDistance(strings.ToLower(scheme), k) <= 2 {
+			sep := ":"
+			if k == "docker" || k == "file" {
+				sep = "://"
+			}
+			hint = fmt.Sprintf("; did you mean %s%s?", k, sep)
+			break
+		}
+	}
+	return fmt.Errorf("unknown transport %q (use docker://, oci:, oci-archive:, docker-archive: or a path)%s", scheme, hint)
+}
+
+// isScheme reports whether s looks like a URL scheme / transport name:
+// a letter, then letters, digits, '+', '-' or '.'.
+func isScheme(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for i, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		case i > 0 && (c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// editDistance is the Levenshtein distance of two short ASCII strings.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // pathOf returns the absolute file or directory part of an oci:,

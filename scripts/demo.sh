@@ -59,3 +59,10 @@ say "6. taproot delete demo1"
 as_user "$work/bin/taproot" --store "$work/store" delete demo1
 as_user "$work/bin/taproot" --store "$work/store" list
 echo "demo done"
+cat <<EOT
+
+Next (README.md): \`make install\` puts taproot in /usr/local/bin, where $user can
+run it (bin/ of this checkout may not be reachable for it). $user's shell is
+nologin: run commands as it with \`runuser -u $user -- taproot version\`, or get a
+shell with \`su -s /bin/sh $user\`.
+EOT

@@ -46,7 +46,7 @@ size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
 sed -e "s|@VERSION@|$VERSION|" -e "s|@ARCH@|$ARCH|" "$root/packaging/debian/control" > "$stage/DEBIAN/control"
 echo "Installed-Size: $size" >> "$stage/DEBIAN/control"
 install -m 0644 "$root/packaging/debian/conffiles" "$stage/DEBIAN/conffiles"
-for s in postinst prerm postrm; do
+for s in preinst postinst prerm postrm; do
 	install -m 0755 "$root/packaging/debian/$s" "$stage/DEBIAN/$s"
 done
 (cd "$stage" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z | xargs -0 md5sum) > "$stage/DEBIAN/md5sums"

@@ -218,6 +218,7 @@ func (s *Store) lockLayers(ctx context.Context, layers []Layer, held heldLayers)
 		}
 		held[key] = sh
 		if s.layerExists(key) {
+			s.progress(Progress{Kind: LayerCached, DiffID: byKey[key].DiffID})
 			continue
 		}
 		ex, err := flock.Exclusive(ctx, s.lockPath("fetch-"+key))
@@ -226,6 +227,7 @@ func (s *Store) lockLayers(ctx context.Context, layers []Layer, held heldLayers)
 		}
 		if s.layerExists(key) {
 			ex.RemoveAndRelease() // fetched by the process we waited for
+			s.progress(Progress{Kind: LayerCached, DiffID: byKey[key].DiffID})
 			continue
 		}
 		missing = append(missing, missingLayer{Layer: byKey[key], key: key, lock: ex})
@@ -305,6 +307,7 @@ func (s *Store) fetchLayers(ctx context.Context, missing []missingLayer) (err er
 		m.lock.RemoveAndRelease()
 		m.lock = nil
 		s.log.Debug("layer published", "layer", m.DiffID, "bytes", rec.Size)
+		s.progress(Progress{Kind: LayerUnpacked, DiffID: m.DiffID, Bytes: rec.Size, Verified: m.BlobDigest != "" || m.DiffID != ""})
 	}
 	resp, err := s.runWorker(ctx, req, streams, tarSplits, publish)
 	if err != nil {
@@ -379,7 +382,7 @@ func (s *Store) unpackUnknown(ctx context.Context, layers []Layer, held heldLaye
 			continue
 		}
 		if d, ok := s.cachedDiffID(l.CacheKey); ok {
-			l.DiffID = d
+			l.DiffID = d // lockLayers reports it cached
 			continue
 		}
 		t, err := s.newLayerTmp(ctx)
@@ -426,6 +429,7 @@ func (s *Store) unpackUnknown(ctx context.Context, layers []Layer, held heldLaye
 			return err
 		}
 		s.recordDiffID(l.CacheKey, l.DiffID)
+		s.progress(Progress{Kind: LayerUnpacked, DiffID: l.DiffID, Bytes: res.Bytes})
 	}
 	return nil
 }

@@ -52,6 +52,7 @@ func (s *Store) planLowers(ctx context.Context, keys []string, id string, held h
 		return nil, err
 	}
 	s.log.Info("squashed lowest layers so overlay can mount them", "id", id, "squashed", len(base), "kept", keep)
+	s.progress(Progress{Kind: Squashed, Layers: len(base)})
 	return append(append([]string(nil), top[:keep]...), squashKey), nil
 }
 

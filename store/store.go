@@ -56,6 +56,9 @@ type Options struct {
 	DeferReclaim bool
 	// NewUIDMap/NewGIDMap override the setuid helpers' paths.
 	NewUIDMap, NewGIDMap string
+	// Progress, if set, is told what happens to each layer of a create or
+	// pull (cached, unpacked, squashed), from several goroutines at once.
+	Progress func(Progress)
 }
 
 // Store is an opened store.

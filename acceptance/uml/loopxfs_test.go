@@ -31,4 +31,9 @@ TAPROOT_TEST_LOOP_XFS=1 "$UML_WORK/bin/overlayxfs.test" -test.run '^TestLoopXFS$
 	if !strings.Contains(out, "--- PASS: TestLoopXFS") {
 		t.Errorf("TestLoopXFS did not pass in the guest:\n%s", out)
 	}
+	// The guest's mounts left nothing in the host's utab (the guest's root
+	// is the host's /, and its /run a tmpfs of its own).
+	if utab, err := os.ReadFile("/run/mount/utab"); err == nil && strings.Contains(string(utab), dir) {
+		t.Errorf("the host's /run/mount/utab has lines of the guest's mounts:\n%s", utab)
+	}
 }

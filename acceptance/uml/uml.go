@@ -296,20 +296,24 @@ PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 W=%[1]s
 mount -t proc proc /proc
+# The root is the host's / (hostfs): without these the guest would read the
+# host's /sys (its loop devices) and write the host's /run/mount/utab.
+mount -t sysfs sysfs /sys || echo "uml-init: mount sysfs failed"
+mount -t tmpfs -o mode=0755 tmpfs /run || echo "uml-init: mount tmpfs on /run failed"
 mount -t tmpfs -o mode=0755 tmpfs $W/tmp
 mount -o %[2]s /dev/ubda $W/mnt || echo "uml-init: mount xfs failed"
 if [ -b /dev/ubdb ]; then mount -o %[2]s /dev/ubdb $W/mnt2 || echo "uml-init: mount the second xfs failed"; fi
 busybox insmod /usr/lib/uml/modules/$(uname -r)/kernel/fs/overlayfs/overlay.ko || echo "uml-init: insmod overlay failed"
 mkdir -p $W/tmp/.etc-upper $W/tmp/.etc-work
 mount -t overlay -o lowerdir=/etc,upperdir=$W/tmp/.etc-upper,workdir=$W/tmp/.etc-work overlay /etc || echo "uml-init: overlay on /etc failed"
-if grep -q ' /etc overlay ' /proc/mounts; then
+if grep -q ' /etc overlay ' /proc/mounts && grep -q ' /run tmpfs ' /proc/mounts && grep -q ' /sys sysfs ' /proc/mounts; then
   mkdir -p /etc/taproot
   export UML_WORK=$W UML_MNT=$W/mnt UML_MNT2=$W/mnt2 UML_TMP=$W/tmp TMPDIR=$W/tmp HOME=$W/tmp
 %[3]s  echo %[4]s
   cd $W/tmp && /bin/sh $W/script.sh >$W/out.log 2>&1
   echo $? >$W/rc
 else
-  echo "uml-init: refusing to run the script: /etc is not protected" >$W/out.log
+  echo "uml-init: refusing to run the script: /etc, /run or /sys is the host's" >$W/out.log
   echo 125 >$W/rc
 fi
 echo %[5]s

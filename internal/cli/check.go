@@ -2,13 +2,13 @@ package cli
 
 import (
 	"encoding/json"
-	"errors"
+	"fmt"
 
 	"github.com/spf13/cobra"
 )
 
 // errDamaged makes check exit non-zero after printing its report.
-var errDamaged = errors.New("store is damaged; run taproot check --repair")
+var errDamaged = fmt.Errorf("%w; run taproot check --repair", errStoreDamaged)
 
 // NewCmdCheck returns `taproot check`.
 func NewCmdCheck(g *globals) *cobra.Command {
@@ -33,7 +33,7 @@ recreates links and removes debris.`,
 				return err
 			}
 			if !ok {
-				return errors.New("no store at " + g.storePath)
+				return fmt.Errorf("%w at %s", errNoStore, g.storePath)
 			}
 			rep, err := st.Check(cmd.Context(), repair)
 			if err != nil {

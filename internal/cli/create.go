@@ -75,13 +75,13 @@ func runCreate(ctx context.Context, g *globals, o *createOptions, rawRef, id str
 		return err
 	}
 	if o.diskLimit < 0 {
-		return fmt.Errorf("--disk-limit-size-bytes %d: must not be negative", o.diskLimit)
+		return badInput(fmt.Errorf("--disk-limit-size-bytes %d: must not be negative", o.diskLimit))
 	}
 	if o.diskLimitInodes < 0 {
 		return fmt.Errorf("--disk-limit-inodes %d: must not be negative", o.diskLimitInodes)
 	}
 	if o.withMount && os.Geteuid() != 0 {
-		return fmt.Errorf("--with-mount needs root: a rootless caller lets the runtime mount inside the container's user namespace")
+		return badInput(fmt.Errorf("--with-mount needs root: a rootless caller lets the runtime mount inside the container's user namespace"))
 	}
 	ref, err := fetcher.ParseRef(rawRef)
 	if err != nil {
@@ -91,6 +91,11 @@ func runCreate(ctx context.Context, g *globals, o *createOptions, rawRef, id str
 	if err != nil {
 		return err
 	}
+	p, ev, err := g.progressSetup()
+	if err != nil {
+		return err
+	}
+	g.events = ev
 	st, err := g.openStore(ctx, uids, gids)
 	if err != nil {
 		return err
@@ -109,6 +114,7 @@ func runCreate(ctx context.Context, g *globals, o *createOptions, rawRef, id str
 	}
 	defer src.Close()
 	img := src.Image()
+	ev.resolved(&img)
 
 	req := store.CreateRequest{
 		ID:              id,
@@ -122,8 +128,7 @@ func runCreate(ctx context.Context, g *globals, o *createOptions, rawRef, id str
 	if req.DiskLimit == 0 && g.cfg.Create.DiskLimitSizeBytes > 0 {
 		req.DiskLimit = uint64(g.cfg.Create.DiskLimitSizeBytes)
 	}
-	p := newProgress(g.streams.Err)
-	req.Layers = storeLayers(src, p)
+	req.Layers = storeLayers(src, p, ev)
 	rec, err := st.Create(ctx, req)
 	p.finish()
 	if err != nil {
@@ -167,5 +172,9 @@ func runCreate(ctx context.Context, g *globals, o *createOptions, rawRef, id str
 	})
 	enc := json.NewEncoder(g.streams.Out)
 	enc.SetIndent("", "  ")
-	return enc.Encode(frag)
+	if err := enc.Encode(frag); err != nil {
+		return err
+	}
+	ev.done(map[string]any{"id": id, "ref": rec.Ref, "manifest_digest": rec.ManifestDigest})
+	return nil
 }

@@ -43,8 +43,8 @@ func (g *globals) openSource(ctx context.Context, ref fetcher.Reference, ff fetc
 }
 
 // storeLayers describes src's layers to the store, streaming from src and
-// counting bytes for p (nil: no progress shown).
-func storeLayers(src *fetcher.Source, p *progress) []store.Layer {
+// counting bytes for p and ev (nil: no progress shown, no events).
+func storeLayers(src *fetcher.Source, p *progress, ev *events) []store.Layer {
 	var out []store.Layer
 	img := src.Image()
 	cacheKey := localVersion(img.Ref)
@@ -60,7 +60,7 @@ func storeLayers(src *fetcher.Source, p *progress) []store.Layer {
 				if err != nil {
 					return nil, err
 				}
-				return p.track(layerName(l.BlobDigest, i), l.Size, rc), nil
+				return ev.track(i, p.track(layerName(l.BlobDigest, i), l.Size, rc)), nil
 			},
 		})
 	}
@@ -89,6 +89,11 @@ run pull shortly before the creates it speeds up, or clean with a threshold.`,
 			if err != nil {
 				return err
 			}
+			p, ev, err := g.progressSetup()
+			if err != nil {
+				return err
+			}
+			g.events = ev
 			st, err := g.openStore(ctx, uids, gids)
 			if err != nil {
 				return err
@@ -98,12 +103,14 @@ run pull shortly before the creates it speeds up, or clean with a threshold.`,
 				return err
 			}
 			defer src.Close()
-			p := newProgress(g.streams.Err)
-			keys, err := st.Pull(ctx, storeLayers(src, p))
+			img := src.Image()
+			ev.resolved(&img)
+			keys, err := st.Pull(ctx, storeLayers(src, p, ev))
 			p.finish()
 			if err != nil {
 				return err
 			}
+			ev.done(map[string]any{"ref": ref.String()})
 			g.log.Info("pulled", "ref", ref.String(), "layers", len(keys))
 			return nil
 		},

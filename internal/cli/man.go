@@ -21,7 +21,7 @@ func NewCmdMan(g *globals) *cobra.Command {
 		Short:             "Write taproot's man pages (section 1) into <dir>",
 		Hidden:            true,
 		Args:              cobra.ExactArgs(1),
-		PersistentPreRunE: func(*cobra.Command, []string) error { return nil },
+		PersistentPreRunE: func(*cobra.Command, []string) error { g.ran = true; return nil },
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := os.MkdirAll(args[0], 0o755); err != nil {
 				return err

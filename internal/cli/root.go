@@ -30,10 +30,25 @@ type globals struct {
 
 	cfg config.Config
 	log *slog.Logger
+	// progress and progressFD: how create and pull report progress. Global
+	// flags, so that Garden's extra arguments (put before the command) can
+	// carry them.
+	progress   string
+	progressFD int
+	// events are the JSON progress events of a create or pull (nil: none).
+	events *events
+	// ran is set once the command line parsed and the command started:
+	// an error before that is a usage error (cobra's own, unclassified).
+	ran bool
 }
 
 // NewCmdRoot returns the taproot command tree.
 func NewCmdRoot(streams Streams) *cobra.Command {
+	cmd, _ := newCmdRoot(streams)
+	return cmd
+}
+
+func newCmdRoot(streams Streams) (*cobra.Command, *globals) {
 	g := &globals{streams: streams}
 	cmd := &cobra.Command{
 		Use:   "taproot",
@@ -44,7 +59,11 @@ runtime-spec fragment whose overlay mount a runtime (runc, crun) performs
 inside the container's user namespace. No step needs root except the
 one-time init-store (for XFS disk limits).
 
-Results (JSON) go to stdout; logs and errors go to stderr.`,
+Results (JSON) go to stdout; logs and errors go to stderr (with
+--log-format json every stderr line is one JSON object, the error included).
+The exit status is 0, or the failure's class: 1 internal, 2 bad input,
+3 not found, 4 unauthorized, 5 transient (retry may help), 6 disk limit,
+7 store damaged.`,
 		Example: `  # as an unprivileged user with a range in /etc/subuid:
   taproot create docker://registry.example.com/app:1.2 web-1 > fragment.json
   taproot stats web-1
@@ -52,7 +71,8 @@ Results (JSON) go to stdout; logs and errors go to stderr.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			return g.setup(cmd)
+			g.ran = true
+			return badInput(g.setup(cmd))
 		},
 	}
 	cmd.SetIn(streams.In)
@@ -63,6 +83,8 @@ Results (JSON) go to stdout; logs and errors go to stderr.`,
 	f.StringVar(&g.storePath, "store", "", "store directory (default "+config.DefaultStoreHelp+")")
 	f.StringVar(&g.logLevel, "log-level", "", "debug, info, warn or error (default warn)")
 	f.StringVar(&g.logFormat, "log-format", "", "text or json (default text)")
+	f.StringVar(&g.progress, "progress", "auto", "create/pull progress: auto (bars on a terminal), none, or json (one event per line on stderr; schema in docs/garden.md)")
+	f.IntVar(&g.progressFD, "progress-fd", 0, "create/pull: write the JSON progress events to this open file descriptor instead (e.g. 3)")
 
 	cmd.AddCommand(
 		NewCmdCreate(g),
@@ -82,7 +104,7 @@ Results (JSON) go to stdout; logs and errors go to stderr.`,
 		NewCmdMan(g),
 	)
 	setCompletionHelp(cmd)
-	return cmd
+	return cmd, g
 }
 
 func (g *globals) setup(cmd *cobra.Command) error {
@@ -130,19 +152,62 @@ func firstNonEmpty(vs ...string) string {
 	return ""
 }
 
-// Main runs taproot with args and returns the exit code.
+// Main runs taproot with args and returns the exit code: 0, or the class
+// of the failure (see ExitCode). The failure is one line on stderr:
+// "taproot: MESSAGE", or with --log-format json one JSON object like every
+// other line there:
+// {"time":…,"level":"ERROR","msg":"create failed","error":MESSAGE,"code":3,"class":"not_found"}.
 func Main(ctx context.Context, args []string, streams Streams) int {
-	cmd := NewCmdRoot(streams)
+	cmd, g := newCmdRoot(streams)
 	cmd.SetArgs(args)
-	if err := cmd.ExecuteContext(ctx); err != nil {
-		msg := oneLine(err.Error())
-		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-			msg = "interrupted by a signal (" + err.Error() + ")"
-		}
-		fmt.Fprintf(streams.Err, "taproot: %s\n", msg)
-		return 1
+	ran, err := cmd.ExecuteContextC(ctx)
+	if err == nil {
+		return 0
 	}
-	return 0
+	code := exitCodeOf(err)
+	if !g.ran && code == ExitInternal {
+		code = ExitBadInput // cobra: unknown command or flag, wrong number of arguments
+	}
+	msg := oneLine(err.Error())
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		msg = "interrupted by a signal (" + err.Error() + ")"
+	}
+	if g.jsonErrors(args) {
+		what := "taproot failed"
+		if ran != nil && ran != cmd {
+			what = ran.Name() + " failed"
+		}
+		log := g.log
+		if log == nil {
+			log = slog.New(slog.NewJSONHandler(streams.Err, nil))
+		}
+		log.Error(what, "error", msg, "code", int(code), "class", code.Class())
+	} else {
+		fmt.Fprintf(streams.Err, "taproot: %s\n", msg)
+	}
+	return int(code)
+}
+
+// jsonErrors reports whether the final error is to be JSON: the log format
+// in effect, or, when the failure came before the logger was set up (a bad
+// flag, config or log level), the --log-format flag as written in args.
+func (g *globals) jsonErrors(args []string) bool {
+	if g.log != nil {
+		_, ok := g.log.Handler().(*slog.JSONHandler)
+		return ok
+	}
+	format := firstNonEmpty(g.logFormat, g.cfg.LogFormat)
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		if v, ok := strings.CutPrefix(a, "--log-format="); ok {
+			format = v
+		} else if a == "--log-format" && i+1 < len(args) {
+			format = args[i+1]
+		}
+	}
+	return strings.EqualFold(format, "json")
 }
 
 func oneLine(s string) string {

@@ -26,12 +26,12 @@ func (m mappingFlags) parse(g *globals) (uids, gids []idmap.Mapping, err error) 
 	}
 	if len(u) > 0 {
 		if uids, err = idmap.ParseList(u); err != nil {
-			return nil, nil, err
+			return nil, nil, badInput(err)
 		}
 	}
 	if len(gr) > 0 {
 		if gids, err = idmap.ParseList(gr); err != nil {
-			return nil, nil, err
+			return nil, nil, badInput(err)
 		}
 	}
 	return uids, gids, nil
@@ -66,7 +66,17 @@ func (g *globals) storeOptions(uids, gids []idmap.Mapping, lim store.Limiter) st
 		Sync:           g.cfg.Create.Sync,
 		Logger:         g.log,
 		DeferReclaim:   true,
+		Progress:       g.storeProgress(),
 	}
+}
+
+// storeProgress is the store's progress callback: the JSON events of this
+// command, if any.
+func (g *globals) storeProgress() func(store.Progress) {
+	if g.events == nil {
+		return nil
+	}
+	return g.events.store
 }
 
 // startReclaim removes deleted images' files in a detached process, so that

@@ -14,7 +14,7 @@ func NewCmdVersion(g *globals) *cobra.Command {
 		Short:             "Print taproot's version, commit and Go version",
 		Example:           "  taproot version",
 		Args:              cobra.NoArgs,
-		PersistentPreRunE: func(*cobra.Command, []string) error { return nil },
+		PersistentPreRunE: func(*cobra.Command, []string) error { g.ran = true; return nil },
 		RunE: func(cmd *cobra.Command, args []string) error {
 			version, commit, dirty, goVersion := "devel", "unknown", false, "unknown"
 			if bi, ok := debug.ReadBuildInfo(); ok {

@@ -16,7 +16,7 @@ func NewCmdWorker(g *globals) *cobra.Command {
 		Args:   cobra.NoArgs,
 		// The worker must not read the caller's config or touch the store
 		// meta: it gets everything in its request.
-		PersistentPreRunE: func(*cobra.Command, []string) error { return nil },
+		PersistentPreRunE: func(*cobra.Command, []string) error { g.ran = true; return nil },
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return store.RunWorker(cmd.Context(), g.streams.In, g.streams.Out)
 		},
