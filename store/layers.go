@@ -278,11 +278,7 @@ func (s *Store) fetchLayers(ctx context.Context, missing []missingLayer) (err er
 		}
 		published[i] = true
 		if r.Error != "" || r.Result == nil {
-			msg := r.Error
-			if msg == "" {
-				msg = "no result"
-			}
-			errs = append(errs, fmt.Errorf("layer %s: %s", m.DiffID, msg))
+			errs = append(errs, fmt.Errorf("layer %s: %w", m.DiffID, workerError(r.Error, r.Code)))
 			return
 		}
 		for _, w := range r.Result.Warnings {
@@ -392,7 +388,7 @@ func (s *Store) unpackUnknown(ctx context.Context, layers []Layer, held heldLaye
 		resp, err := s.runWorker(ctx, workerRequest{Unpack: []unpackJob{{Diff: t.diff(), MediaType: l.MediaType}}},
 			[]func() (io.ReadCloser, error){func() (io.ReadCloser, error) { return l.Open(ctx) }}, []*os.File{t.tarSplit}, nil)
 		if err == nil && len(resp.Unpack) == 1 && resp.Unpack[0].Error != "" {
-			err = errors.New(resp.Unpack[0].Error)
+			err = workerError(resp.Unpack[0].Error, resp.Unpack[0].Code)
 		}
 		if err != nil {
 			s.removeTmp(ctx, t)

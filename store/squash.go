@@ -110,12 +110,11 @@ func (s *Store) buildSquashed(ctx context.Context, key string, lowersTopFirst []
 	if err != nil {
 		return fmt.Errorf("squash %d layers: %w", len(job.Layers), err)
 	}
-	if resp.Squash == nil || resp.Squash.Error != "" {
-		msg := "no answer"
-		if resp.Squash != nil {
-			msg = resp.Squash.Error
-		}
-		return fmt.Errorf("squash %d layers: %s", len(job.Layers), msg)
+	if resp.Squash == nil {
+		return fmt.Errorf("squash %d layers: the worker gave no answer", len(job.Layers))
+	}
+	if resp.Squash.Error != "" {
+		return fmt.Errorf("squash %d layers: %w", len(job.Layers), workerError(resp.Squash.Error, resp.Squash.Code))
 	}
 	rec := LayerRecord{
 		DiffID:   digest.Digest(""),

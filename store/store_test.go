@@ -20,6 +20,7 @@ import (
 	"github.com/taproot-dev/taproot/internal/flock"
 	"github.com/taproot-dev/taproot/internal/idmap"
 	"github.com/taproot-dev/taproot/internal/userns"
+	"github.com/taproot-dev/taproot/unpacker"
 )
 
 // The test binary doubles as the user-namespace worker.
@@ -351,5 +352,23 @@ func TestRemoveUnreferencedLayers(t *testing.T) {
 		if st.layerExists(key) != want {
 			t.Errorf("layer %s present = %v, want %v", key, !want, want)
 		}
+	}
+}
+
+func TestWorkerErrorsKeepTheirClass(t *testing.T) {
+	st := testStore(t)
+	ctx := context.Background()
+	unsafe := &fakeLayer{data: layerTar(t, entry{name: "../escape", body: "x"})}
+	if _, err := st.Create(ctx, CreateRequest{ID: "u", Layers: []Layer{unsafe.layer()}}); !errors.Is(err, unpacker.ErrUnsafePath) {
+		t.Errorf("unsafe path: %v, want errors.Is ErrUnsafePath", err)
+	}
+	good := &fakeLayer{data: layerTar(t, entry{name: "f", body: "x"})}
+	l := good.layer()
+	l.DiffID = digest.FromString("something else")
+	if _, err := st.Create(ctx, CreateRequest{ID: "d", Layers: []Layer{l}}); !errors.Is(err, unpacker.ErrDigestMismatch) {
+		t.Errorf("wrong diffID: %v, want errors.Is ErrDigestMismatch", err)
+	}
+	if err := workerError("x", "no such code"); errors.Unwrap(err) != nil || err.Error() != "x" {
+		t.Errorf("unknown code: %#v", err)
 	}
 }

@@ -76,6 +76,7 @@ type workerResponse struct {
 
 type unpackResult struct {
 	Error  string                `json:"error,omitempty"`
+	Code   string                `json:"code,omitempty"` // see workerErrorCode
 	Result *unpacker.LayerResult `json:"result,omitempty"`
 }
 
@@ -124,6 +125,7 @@ func (l *lineSplitter) Write(p []byte) (int, error) {
 
 type squashResult struct {
 	Error string `json:"error,omitempty"`
+	Code  string `json:"code,omitempty"`
 	Bytes int64  `json:"bytes"`
 }
 
@@ -167,7 +169,7 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 				if err != nil {
 					// Closing our end makes the parent's copy fail with
 					// EPIPE rather than download the rest for nothing.
-					resp.Unpack[i].Error = err.Error()
+					resp.Unpack[i].Error, resp.Unpack[i].Code = err.Error(), workerErrorCode(err)
 					out.encode(workerLine{Layer: &layerProgress{Index: i, unpackResult: resp.Unpack[i]}})
 					return
 				}
@@ -175,7 +177,7 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 					err = syncFS(job.Diff)
 				}
 				if err != nil {
-					resp.Unpack[i].Error = err.Error()
+					resp.Unpack[i].Error, resp.Unpack[i].Code = err.Error(), workerErrorCode(err)
 				} else {
 					resp.Unpack[i].Result = &res
 				}
@@ -195,7 +197,7 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 		n, err := squash(ctx, req.Squash, opts)
 		resp.Squash = &squashResult{Bytes: n}
 		if err != nil {
-			resp.Squash.Error = err.Error()
+			resp.Squash.Error, resp.Squash.Code = err.Error(), workerErrorCode(err)
 		}
 	}
 	for _, v := range req.Verify {

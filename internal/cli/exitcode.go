@@ -10,6 +10,7 @@ import (
 	"github.com/taproot-dev/taproot/fetcher"
 	"github.com/taproot-dev/taproot/overlayxfs"
 	"github.com/taproot-dev/taproot/store"
+	"github.com/taproot-dev/taproot/unpacker"
 )
 
 // ExitCode is taproot's exit status: one value per class of failure, so a
@@ -89,14 +90,22 @@ func exitCodeOf(err error) ExitCode {
 	switch {
 	case err == nil:
 		return ExitOK
-	case errors.Is(err, errStoreDamaged):
+	case errors.Is(err, errStoreDamaged),
+		errors.Is(err, store.ErrBadRecord):
 		return ExitDamaged
 	case errors.Is(err, errBadInput),
 		errors.Is(err, fetcher.ErrBadReference),
 		errors.Is(err, store.ErrBadID),
 		errors.Is(err, store.ErrImageExists),
 		errors.Is(err, store.ErrMappingDiffer),
-		errors.Is(err, store.ErrNotInitalized):
+		errors.Is(err, store.ErrNotInitalized),
+		errors.Is(err, store.ErrStoreUnsafe),
+		errors.Is(err, store.ErrUnreachable),
+		// The image cannot be used: its layers are hostile or not what
+		// the manifest says (the worker keeps these classes).
+		errors.Is(err, unpacker.ErrUnsafePath),
+		errors.Is(err, unpacker.ErrDigestMismatch),
+		errors.Is(err, unpacker.ErrIDOutsideMapping):
 		return ExitBadInput
 	case errors.Is(err, fetcher.ErrNotFound),
 		errors.Is(err, store.ErrImageNotFound),
@@ -106,11 +115,13 @@ func exitCodeOf(err error) ExitCode {
 		errors.Is(err, fetcher.ErrPolicyDenied):
 		return ExitUnauthorized
 	case errors.Is(err, store.ErrLimitBelowBase),
+		errors.Is(err, unpacker.ErrTooLarge),
 		errors.Is(err, overlayxfs.ErrQuotaHelper),
 		errors.Is(err, syscall.ENOSPC),
 		errors.Is(err, syscall.EDQUOT):
 		return ExitLimit
 	case errors.Is(err, fetcher.ErrUnreachable),
+		errors.Is(err, unpacker.ErrTruncated),
 		errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, context.Canceled),
 		isNetError(err):

@@ -17,6 +17,7 @@ import (
 	"github.com/taproot-dev/taproot/fetcher"
 	"github.com/taproot-dev/taproot/overlayxfs"
 	"github.com/taproot-dev/taproot/store"
+	"github.com/taproot-dev/taproot/unpacker"
 )
 
 func TestExitCodeOf(t *testing.T) {
@@ -46,6 +47,12 @@ func TestExitCodeOf(t *testing.T) {
 		{&fs.PathError{Op: "write", Path: "/s/x", Err: syscall.ENOSPC}, ExitLimit},
 		{&fs.PathError{Op: "write", Path: "/s/x", Err: syscall.EDQUOT}, ExitLimit},
 		{errDamaged, ExitDamaged},
+		{wrap(store.ErrBadRecord), ExitDamaged},
+		{wrap(store.ErrStoreUnsafe), ExitBadInput},
+		{wrap(unpacker.ErrUnsafePath), ExitBadInput},
+		{wrap(unpacker.ErrDigestMismatch), ExitBadInput},
+		{wrap(unpacker.ErrTooLarge), ExitLimit},
+		{wrap(unpacker.ErrTruncated), ExitTransient},
 		// A registry failure that also wraps a permission error is a
 		// registry class, not "permission denied".
 		{fmt.Errorf("%w: %w", fetcher.ErrUnreachable, fs.ErrPermission), ExitTransient},
