@@ -4,9 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	_ "crypto/sha256" // go-digest needs the hash implementations linked in
 	_ "crypto/sha512"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc64"

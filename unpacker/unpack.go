@@ -959,13 +959,13 @@ func (u *unpacker) fixDirTimes() error {
 // tailReader checks ctx on every read and remembers the last two tar blocks read,
 // to tell a complete archive from one cut at an entry boundary.
 type tailReader struct {
-	ctx  context.Context
-	r    io.Reader
-	n    int64
-	max  int64 // > 0: reading more than max bytes is a *LimitError
+	ctx context.Context
+	r   io.Reader
+	n   int64
+	max int64 // > 0: reading more than max bytes is a *LimitError
 	// content is the MaxBytes that max derives from, for the error.
 	content int64
-	tail [tarEndMarkerMinSize]byte
+	tail    [tarEndMarkerMinSize]byte
 }
 
 func (t *tailReader) Read(p []byte) (int, error) {
