@@ -29,6 +29,11 @@ type workerRequest struct {
 	Squash   *squashJob  `json:"squash,omitempty"`
 	Verify   []verifyJob `json:"verify,omitempty"`
 	MaxBytes int64       `json:"max_bytes,omitempty"`
+	// MaxImageBytes is shared by the layers of Unpack; MaxEntries and
+	// MaxRatio bound each (see unpacker.Options).
+	MaxImageBytes int64 `json:"max_image_bytes,omitempty"`
+	MaxEntries    int64 `json:"max_entries,omitempty"`
+	MaxRatio      int64 `json:"max_ratio,omitempty"`
 	// Parallel bounds the layers unpacked at once (0 = all). The parent
 	// feeds at most as many streams at once, both in index order: see
 	// runWorker for why that cannot deadlock.
@@ -130,7 +135,10 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 		return fmt.Errorf("worker request: %w", err)
 	}
 	var resp workerResponse
-	opts := unpacker.Options{SkipDevices: true, MaxBytes: req.MaxBytes}
+	opts := unpacker.Options{SkipDevices: true, MaxBytes: req.MaxBytes, MaxEntries: req.MaxEntries}
+	layerOpts := opts
+	layerOpts.MaxRatio = req.MaxRatio
+	layerOpts.Image = unpacker.NewBudget(req.MaxImageBytes)
 	out := &lineEncoder{enc: json.NewEncoder(stdout)}
 
 	if len(req.Unpack) > 0 {
@@ -151,7 +159,7 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 				defer f.Close()
 				res, err := unpacker.UnpackLayer(ctx, f, job.Dest, unpacker.LayerSpec{
 					BlobDigest: job.BlobDigest, DiffID: job.DiffID, MediaType: job.MediaType,
-				}, opts)
+				}, layerOpts)
 				if err != nil {
 					// Closing our end makes the parent's copy fail with
 					// EPIPE rather than download the rest for nothing.
@@ -280,6 +288,9 @@ func (s *Store) runWorker(ctx context.Context, req workerRequest, streams []func
 		req.Unpack[i].FD = userns.FirstExtraFD + i
 	}
 	req.MaxBytes = s.opts.MaxLayerBytes
+	req.MaxImageBytes = s.opts.MaxImageBytes
+	req.MaxEntries = s.opts.MaxEntries
+	req.MaxRatio = s.opts.MaxRatio
 	req.Sync = s.opts.Sync
 	req.Parallel = s.opts.ParallelLayers
 

@@ -257,9 +257,8 @@ func (u *unpacker) run(stream io.Reader, packer *entryPacker) error {
 			return fmt.Errorf("reading layer tar: %w", err)
 		}
 		u.res.Entries++
-		if max := u.opts.MaxEntries; max > 0 && int64(u.res.Entries)+u.dirsMade > max {
-			return &LimitError{Limit: "max_layer_entries", Value: max,
-				What: fmt.Sprintf("more than %d entries (tar entries plus directories they imply)", max)}
+		if err := u.checkEntries(); err != nil {
+			return err
 		}
 		if u.sparse, err = u.rec.parseSparse(hdr); err != nil {
 			return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
@@ -273,6 +272,9 @@ func (u *unpacker) run(stream io.Reader, packer *entryPacker) error {
 		}
 		if err := u.drain(tr); err != nil {
 			return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
+		}
+		if err := u.checkEntries(); err != nil { // with the dirs it implied
+			return err
 		}
 		if err := u.rec.endEntry(hdr.Name, u.sparse); err != nil {
 			return fmt.Errorf("recording tar-split metadata: %w", err)
@@ -316,6 +318,14 @@ func (u *unpacker) drain(tr io.Reader) error {
 		}
 	}
 	u.rec.phantom = u.sparse.data
+	return nil
+}
+
+func (u *unpacker) checkEntries() error {
+	if max := u.opts.MaxEntries; max > 0 && int64(u.res.Entries)+u.dirsMade > max {
+		return &LimitError{Limit: "max_layer_entries", Value: max,
+			What: fmt.Sprintf("%d entries (tar entries plus the directories they imply)", int64(u.res.Entries)+u.dirsMade)}
+	}
 	return nil
 }
 
