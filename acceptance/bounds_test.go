@@ -4,7 +4,9 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -222,6 +224,115 @@ func TestBombsRefusedByDefault(t *testing.T) {
 				t.Errorf("the store uses %d bytes after the refused create and clean, %d before", after, before)
 			}
 			storeSound(t, store, b.Layers[0].DiffID)
+		})
+	}
+}
+
+// createRSS runs taproot create as the test user under /usr/bin/time and
+// returns the peak RSS of taproot and its worker (wait4 reports the
+// largest of a process and the children it reaped). Not measured with
+// our own wait4: Go starts children with CLONE_VM, so until exec they
+// share, and are charged, the test process's memory.
+func createRSS(t *testing.T, store, ref, id string) (result, int64) {
+	t.Helper()
+	if _, err := os.Stat("/usr/bin/time"); err != nil {
+		t.Skip("GNU time is not installed (/usr/bin/time): it measures peak RSS")
+	}
+	out := filepath.Join(testDir(t, "layouts"), "rss")
+	argv := append([]string{"/usr/bin/time", "-f", "%M", "-o", out},
+		asUser(h.taproot, "--store", store, "create", "--insecure-registry", h.registry, ref, id)...)
+	r := execute(t, 5*time.Minute, argv)
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls := lines(string(b))
+	kib, err := strconv.ParseInt(ls[len(ls)-1], 10, 64)
+	if err != nil {
+		t.Fatalf("/usr/bin/time wrote %q", b)
+	}
+	return r, kib << 10
+}
+
+func randomName(n int) string {
+	b := make([]byte, (n+1)/2)
+	rand.Read(b)
+	return hex.EncodeToString(b)[:n]
+}
+
+// Peak memory of a create stays under 100 MiB on layers built to make the
+// unpacker hold things: huge PAX headers, xattrs, long names, directories
+// with long names (kept to the end for their times), many hardlinks.
+// Random text keeps them under the compression-ratio bound.
+func TestHostileMemory(t *testing.T) {
+	need(t)
+	t.Parallel()
+	longPath := func() string {
+		var parts []string
+		for i := 0; i < 19; i++ {
+			parts = append(parts, randomName(200))
+		}
+		return strings.Join(parts, "/")
+	}
+	cases := []struct {
+		name string
+		ents func() []tarEnt
+	}{
+		{"PAX headers", func() []tarEnt {
+			var e []tarEnt
+			for i := 0; i < 60; i++ {
+				e = append(e, tReg(fmt.Sprintf("p%d", i), "x").pax("comment", randomName(1000<<10)))
+			}
+			return e
+		}},
+		{"xattrs", func() []tarEnt {
+			var e []tarEnt
+			for i := 0; i < 2000; i++ {
+				f := tReg(fmt.Sprintf("x%d", i), "x")
+				for j := 0; j < 60; j++ {
+					f = f.pax(fmt.Sprintf("SCHILY.xattr.user.a%02d", j), randomName(1000))
+				}
+				e = append(e, f)
+			}
+			return e
+		}},
+		{"long names", func() []tarEnt {
+			var e []tarEnt
+			for i := 0; i < 10000; i++ {
+				e = append(e, tReg(longPath(), ""))
+			}
+			return e
+		}},
+		{"long directory names", func() []tarEnt {
+			var e []tarEnt
+			// 15 MB of paths, under the 16 MiB the unpacker keeps.
+			for i := 0; i < 4000; i++ {
+				e = append(e, tDir(longPath()))
+			}
+			return e
+		}},
+		{"hardlinks", func() []tarEnt {
+			// ext4 allows 65,000 links per inode: two targets.
+			e := []tarEnt{tReg("t0", "shared\n"), tReg("t1", "shared\n")}
+			for i := 0; i < 100000; i++ {
+				e = append(e, tLink(fmt.Sprintf("l/%06d", i), fmt.Sprintf("t%d", i%2)))
+			}
+			return e
+		}},
+	}
+	for i, c := range cases {
+		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
+			b := buildRaw(t, []rawLayer{gzLayer(t, rawTar(t, nil, c.ents()...))}, nil)
+			ref := pushRaw(t, fmt.Sprintf("memory-%d", i), h.registry, b)
+			store := newStore(t)
+			r, rss := createRSS(t, store, ref, "m")
+			t.Logf("%s: %d compressed bytes, exit %d in %v, peak RSS %.1f MiB %s", c.name, len(b.Layers[0].Data), r.code, r.dur.Round(time.Millisecond), float64(rss)/(1<<20), strings.TrimSpace(r.stderr))
+			if r.code != 0 {
+				t.Errorf("create failed:\n%s", r)
+			}
+			if rss > 100<<20 {
+				t.Errorf("peak RSS %d MiB", rss>>20)
+			}
 		})
 	}
 }
