@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"math"
 	"os"
@@ -156,6 +157,24 @@ var warnFormats = [numWarnKinds]string{
 	warnWhiteoutMeta:  "skipped %d aufs metadata entries (.wh..wh.*)",
 }
 
+// pathSet is a set of paths kept as 64-bit seeded hashes: a few dozen
+// bytes per path whatever its length (a hostile layer can name a million
+// paths of 4 KiB). A collision (about 2^-64 per pair, not steerable without
+// the seed) could only skip a hardlink or keep a file under an opaque dir.
+type pathSet struct {
+	seed maphash.Seed
+	m    map[uint64]struct{}
+}
+
+func newPathSet() *pathSet { return &pathSet{seed: maphash.MakeSeed(), m: map[uint64]struct{}{}} }
+
+func (s *pathSet) has(p string) bool {
+	_, ok := s.m[maphash.String(s.seed, p)]
+	return ok
+}
+func (s *pathSet) add(p string) { s.m[maphash.String(s.seed, p)] = struct{}{} }
+func (s *pathSet) del(p string) { delete(s.m, maphash.String(s.seed, p)) }
+
 // dirTime is a directory whose times are set once all its children are
 // written. dev/ino tell whether the directory at path is still the same one.
 type dirTime struct {
@@ -187,10 +206,10 @@ type unpacker struct {
 	sparseRead bool
 	// written holds every path this stream created, with all its ancestors
 	// (ApplyWhiteouts only: an opaque marker must keep them).
-	written map[string]struct{}
+	written *pathSet
 	// skipped holds device nodes skipped under SkipDevices, so that
 	// hardlinks to them are skipped too instead of failing.
-	skipped map[string]struct{}
+	skipped *pathSet
 }
 
 // Unpack extracts the tar stream into root, an existing directory, and reads
@@ -218,10 +237,10 @@ func unpack(ctx context.Context, tarStream io.Reader, root string, opts Options,
 		ctx:     ctx,
 		opts:    opts,
 		rootfd:  rootfd,
-		skipped: map[string]struct{}{},
+		skipped: newPathSet(),
 	}
 	if opts.Whiteouts == ApplyWhiteouts {
-		u.written = map[string]struct{}{}
+		u.written = newPathSet()
 	}
 	bp := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(bp)
@@ -357,15 +376,15 @@ func (u *unpacker) result() Result {
 // created records that this stream made path (ApplyWhiteouts bookkeeping,
 // and forgetting an earlier skipped device of the same name).
 func (u *unpacker) created(p string) {
-	delete(u.skipped, p)
+	u.skipped.del(p)
 	if u.written == nil {
 		return
 	}
 	for p != "." {
-		if _, ok := u.written[p]; ok {
+		if u.written.has(p) {
 			break // its ancestors are in already
 		}
-		u.written[p] = struct{}{}
+		u.written.add(p)
 		p, _ = splitPath(p)
 	}
 }
@@ -743,10 +762,10 @@ func (u *unpacker) hardlink(name, dir, base string, hdr *tar.Header) error {
 	if target == "." {
 		return fmt.Errorf("hardlink to the root directory")
 	}
-	if _, ok := u.skipped[target]; ok {
+	if u.skipped.has(target) {
 		// Its target was a device node we skipped: skip the link too.
 		u.warns[warnDevices]++
-		u.skipped[name] = struct{}{}
+		u.skipped.add(name)
 		return nil
 	}
 	tdir, tbase := splitPath(target)
@@ -811,7 +830,7 @@ func (u *unpacker) special(name, dir, base string, hdr *tar.Header) error {
 		// namespace may create: keep it.
 		if u.opts.SkipDevices && !whiteoutDev {
 			u.warns[warnDevices]++
-			u.skipped[name] = struct{}{}
+			u.skipped.add(name)
 			return nil
 		}
 		dev = int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))
@@ -919,7 +938,7 @@ func (u *unpacker) purgeOpaque(dirfd int, rel string) error {
 		if rel != "." {
 			child = rel + "/" + n
 		}
-		if _, ok := u.written[child]; !ok {
+		if !u.written.has(child) {
 			if err := removeAt(fd, n); err != nil {
 				return err
 			}
