@@ -336,3 +336,33 @@ func TestHostileMemory(t *testing.T) {
 		})
 	}
 }
+
+// max_image_bytes spans the layers of one create: two layers of 3 MiB under
+// a 5 MiB bound fail, and once clean has run (a layer may have been
+// published before the other hit the bound) the store is back as it was.
+func TestImageBoundRefused(t *testing.T) {
+	need(t)
+	t.Parallel()
+	goodRef := pushRaw(t, "imagebound-good", h.registry, goodImage(t))
+	var layers []rawLayer
+	for i := 0; i < 2; i++ {
+		data := make([]byte, 3<<20)
+		rand.Read(data)
+		layers = append(layers, gzLayer(t, rawTar(t, nil, tReg(fmt.Sprintf("r%d", i), string(data)))))
+	}
+	b := buildRaw(t, layers, nil)
+	ref := pushRaw(t, "imagebound", h.registry, b)
+	store := newStore(t)
+	create(t, store, goodRef, "good")
+	before := duBytes(t, store)
+	cfg := hostileConfig(t, "[create]\nmax_image_bytes = 5242880\n")
+	r := taproot(t, store, "--config", cfg, "create", "--insecure-registry", h.registry, ref, "big")
+	failsWith(t, store, r, "big", "max_image_bytes")
+	if r := taproot(t, store, "clean"); r.code != 0 {
+		t.Fatalf("clean:\n%s", r)
+	}
+	if after := duBytes(t, store); after > before+64<<10 {
+		t.Errorf("the store uses %d bytes after the refused create and clean, %d before", after, before)
+	}
+	storeSound(t, store)
+}
