@@ -135,10 +135,8 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 		return fmt.Errorf("worker request: %w", err)
 	}
 	var resp workerResponse
-	opts := unpacker.Options{SkipDevices: true, MaxBytes: req.MaxBytes, MaxEntries: req.MaxEntries}
-	layerOpts := opts
-	layerOpts.MaxRatio = req.MaxRatio
-	layerOpts.Image = unpacker.NewBudget(req.MaxImageBytes)
+	opts := unpacker.Options{SkipDevices: true, MaxBytes: req.MaxBytes, MaxEntries: req.MaxEntries,
+		MaxRatio: req.MaxRatio, Image: unpacker.NewBudget(req.MaxImageBytes)}
 	out := &lineEncoder{enc: json.NewEncoder(stdout)}
 
 	if len(req.Unpack) > 0 {
@@ -159,7 +157,7 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 				defer f.Close()
 				res, err := unpacker.UnpackLayer(ctx, f, job.Dest, unpacker.LayerSpec{
 					BlobDigest: job.BlobDigest, DiffID: job.DiffID, MediaType: job.MediaType,
-				}, layerOpts)
+				}, opts)
 				if err != nil {
 					// Closing our end makes the parent's copy fail with
 					// EPIPE rather than download the rest for nothing.
@@ -215,6 +213,9 @@ func squash(ctx context.Context, job *squashJob, opts unpacker.Options) (n int64
 		return 0, err
 	}
 	opts.Whiteouts = unpacker.ApplyWhiteouts
+	// Squash re-reads layers the store accepted: the image and ratio
+	// bounds were theirs when they were unpacked.
+	opts.Image, opts.MaxRatio = nil, 0
 	for _, l := range job.Layers {
 		ts, err := os.Open(filepath.Join(l.Dir, "tar-split.json.gz"))
 		if err != nil {
