@@ -11,6 +11,9 @@ var (
 	// unpacked bytes, the image's, its entries, its compression ratio, the
 	// size of one entry's headers). The error is a *LimitError naming it.
 	ErrLimitExceeded = errors.New("limit exceeded")
+	// ErrTooLarge is ErrLimitExceeded under its earlier name, which the
+	// store's worker-error classes (store/workererr.go on main) match.
+	ErrTooLarge = ErrLimitExceeded
 	// ErrUnsafePath: an entry name, whiteout or hardlink target leaves the
 	// root, or its path goes through a symlink.
 	ErrUnsafePath = errors.New("unsafe path in layer")
