@@ -200,6 +200,8 @@ func gzipBytes(t *testing.T, raw []byte) []byte {
 type rawLayer struct {
 	tar  []byte
 	blob []byte
+	// diffID, if set, is the tar's digest (for a tar too big to keep).
+	diffID digest.Digest
 }
 
 func gzLayer(t *testing.T, tarBytes []byte) rawLayer {
@@ -214,6 +216,9 @@ func buildRaw(t *testing.T, layers []rawLayer, fixDiffIDs func([]digest.Digest))
 	var diffIDs []digest.Digest
 	for _, l := range layers {
 		blob := ib.Blob{Data: l.blob, Digest: digest.FromBytes(l.blob), DiffID: digest.FromBytes(l.tar), MediaType: v1.MediaTypeImageLayerGzip}
+		if l.diffID != "" {
+			blob.DiffID = l.diffID
+		}
 		b.Layers = append(b.Layers, blob)
 		diffIDs = append(diffIDs, blob.DiffID)
 		b.Manifest.Layers = append(b.Manifest.Layers, v1.Descriptor{MediaType: blob.MediaType, Digest: blob.Digest, Size: int64(len(blob.Data))})

@@ -48,6 +48,13 @@ type Options struct {
 	// MaxLayerBytes bounds a layer's unpacked content, and its uncompressed
 	// tar at MaxLayerBytes + max(MaxLayerBytes, 1 MiB) (0 = no bound).
 	MaxLayerBytes int64
+	// MaxImageBytes bounds the content of the layers one create unpacks
+	// (layers already in the store cost nothing new); MaxEntries a layer's
+	// entries; MaxRatio its uncompressed/compressed ratio (see
+	// unpacker.Options). 0 = no bound.
+	MaxImageBytes int64
+	MaxEntries    int64
+	MaxRatio      int64
 	// Sync makes published layers durable with syncfs before rename.
 	Sync   bool
 	Logger *slog.Logger

@@ -30,6 +30,11 @@ type workerRequest struct {
 	Squash   *squashJob  `json:"squash,omitempty"`
 	Verify   []verifyJob `json:"verify,omitempty"`
 	MaxBytes int64       `json:"max_bytes,omitempty"`
+	// MaxImageBytes is shared by the layers of Unpack; MaxEntries and
+	// MaxRatio bound each (see unpacker.Options).
+	MaxImageBytes int64 `json:"max_image_bytes,omitempty"`
+	MaxEntries    int64 `json:"max_entries,omitempty"`
+	MaxRatio      int64 `json:"max_ratio,omitempty"`
 	// Parallel bounds the layers unpacked at once (0 = all). The parent
 	// feeds at most as many streams at once, both in index order: see
 	// runWorker for why that cannot deadlock.
@@ -139,7 +144,8 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 		return fmt.Errorf("worker request: %w", err)
 	}
 	var resp workerResponse
-	opts := unpacker.Options{SkipDevices: true, MaxBytes: req.MaxBytes}
+	opts := unpacker.Options{SkipDevices: true, MaxBytes: req.MaxBytes, MaxEntries: req.MaxEntries,
+		MaxRatio: req.MaxRatio, Image: unpacker.NewBudget(req.MaxImageBytes)}
 	out := &lineEncoder{enc: json.NewEncoder(stdout)}
 
 	if len(req.Unpack) > 0 {
@@ -213,6 +219,9 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 func squash(ctx context.Context, job *squashJob, opts unpacker.Options) (n int64, err error) {
 	diff := job.Diff
 	opts.Whiteouts = unpacker.ApplyWhiteouts
+	// Squash re-reads layers the store accepted: the image and ratio
+	// bounds were theirs when they were unpacked.
+	opts.Image, opts.MaxRatio = nil, 0
 	for _, l := range job.Layers {
 		ts, err := os.Open(filepath.Join(l.Dir, "tar-split.json.gz"))
 		if err != nil {
@@ -291,6 +300,9 @@ func (s *Store) runWorker(ctx context.Context, req workerRequest, streams []func
 		req.Unpack[i].TarSplitFD = userns.FirstExtraFD + len(streams) + i
 	}
 	req.MaxBytes = s.opts.MaxLayerBytes
+	req.MaxImageBytes = s.opts.MaxImageBytes
+	req.MaxEntries = s.opts.MaxEntries
+	req.MaxRatio = s.opts.MaxRatio
 	req.Sync = s.opts.Sync
 	req.Parallel = s.opts.ParallelLayers
 

@@ -58,11 +58,23 @@
 //     entry whose kept xattrs exceed 64 KiB in total gets none of them (skip
 //     with a warning rather than fail: xattrs are never needed to run an
 //     image, and a warning keeps the pull working).
-//   - MaxBytes caps the regular-file content written (gzip bombs), and the
-//     whole uncompressed tar at MaxBytes + max(MaxBytes, 1 MiB) (bombs of zero
-//     padding or of empty entries); memory use
-//     is bounded (one 128 KiB copy buffer, the tar reader's own 1 MiB cap on PAX
-//     headers, and per-directory bookkeeping).
+//   - Bounds (Options; each refusal is a *LimitError, errors.Is
+//     ErrLimitExceeded, naming the config key): MaxBytes caps the file
+//     content on disk in 4 KiB blocks (gzip bombs, fragment amplification)
+//     and the whole uncompressed tar at MaxBytes + max(MaxBytes, 1 MiB)
+//     (bombs of zero padding or of empty entries); Image shares a cap
+//     between the layers of one image; MaxEntries caps entries plus the
+//     directories they imply; MaxRatio stops a compression bomb after
+//     64 MiB.
+//   - Sparse entries (GNU 'S', PAX GNU.sparse 0.0/0.1/1.0) are written with
+//     holes: their data fragments are read straight from the stream, never
+//     expanded, so the cost is that of the data whatever the apparent size
+//     (record.go explains how this stays exact for Reassemble).
+//   - Work is linear in the entries (duplicate paths included) and memory
+//     is bounded whatever the names: paths are kept as 64-bit hashes, except
+//     directory paths for their times (capped at 16 MiB); one 128 KiB copy
+//     buffer; the tar reader's 1 MiB cap on each PAX header and our 8 MiB
+//     cap on one entry's headers.
 //   - Unpack requires the tar end-of-archive marker, so a stream cut at an
 //     entry boundary is reported as truncated rather than accepted.
 //

@@ -1,11 +1,19 @@
 package unpacker
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors; match them with errors.Is.
 var (
-	// ErrTooLarge: the layer's regular-file content exceeds Options.MaxBytes.
-	ErrTooLarge = errors.New("layer content exceeds the size limit")
+	// ErrLimitExceeded: a layer went over one of the bounds in Options (its
+	// unpacked bytes, the image's, its entries, its compression ratio, the
+	// size of one entry's headers). The error is a *LimitError naming it.
+	ErrLimitExceeded = errors.New("limit exceeded")
+	// ErrTooLarge is ErrLimitExceeded under its earlier name, which the
+	// store's worker-error classes (store/workererr.go on main) match.
+	ErrTooLarge = ErrLimitExceeded
 	// ErrUnsafePath: an entry name, whiteout or hardlink target leaves the
 	// root, or its path goes through a symlink.
 	ErrUnsafePath = errors.New("unsafe path in layer")
@@ -17,3 +25,23 @@ var (
 	// ErrTruncated: the tar stream ends without the end-of-archive marker.
 	ErrTruncated = errors.New("truncated tar stream")
 )
+
+// LimitError says which bound a layer went over. Limit is the name of the
+// [create] config key that sets the bound (the store passes those through
+// Options), so the message tells an operator what to raise.
+type LimitError struct {
+	Limit string // config key, e.g. "max_layer_bytes"; "" = a built-in bound
+	Value int64  // the bound
+	What  string // what went over it, e.g. "unpacked content 17179873280 bytes"
+}
+
+func (e *LimitError) Error() string {
+	if e.Limit == "" {
+		return fmt.Sprintf("%s: %s, over the built-in bound of %d", ErrLimitExceeded, e.What, e.Value)
+	}
+	return fmt.Sprintf("%s: %s, over %s = %d (set in the [create] section of the config; 0 = no bound)",
+		ErrLimitExceeded, e.What, e.Limit, e.Value)
+}
+
+// Is makes errors.Is(err, ErrLimitExceeded) true.
+func (e *LimitError) Is(target error) bool { return target == ErrLimitExceeded }

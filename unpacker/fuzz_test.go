@@ -47,6 +47,7 @@ func FuzzUnpack(f *testing.F) {
 	f.Add(byte(1), mkTar(f, dirE("a/"), fileE("a/f", "1"), fileE("a/.wh..wh..opq", ""), fileE(".wh.a", ""), linkE("b", "a/f")))
 	f.Add(byte(0), mkTar(f, fileE("../../x", "1"), fileE("a/.wh...", "")))
 	f.Add(byte(2), []byte("garbage"))
+	f.Add(byte(0), sparsePAX01("s", 1<<20, [][2]int64{{4096, 3}, {8192, 2}}, []byte("abcde")))
 	f.Fuzz(func(t *testing.T, mode byte, data []byte) {
 		base := t.TempDir()
 		root := filepath.Join(base, "root")
@@ -68,6 +69,34 @@ func FuzzUnpack(f *testing.F) {
 		}
 		if ents, _ := os.ReadDir(outside); len(ents) != 0 {
 			t.Fatalf("sentinel dir written: %v", ents)
+		}
+	})
+}
+
+// FuzzReassemble: whatever UnpackLayer accepts (and does not call
+// unverifiable), Reassemble gives back byte for byte; the tar-split
+// recorder and the sparse map parser must agree with archive/tar.
+func FuzzReassemble(f *testing.F) {
+	f.Add(mkTar(f, dirE("d/"), fileE("d/f", "content"), symE("s", "d/f"), linkE("l", "d/f"), fileE("e", "")))
+	f.Add(sparsePAX01("s", 1<<20, [][2]int64{{4096, 3}, {8192, 2}}, []byte("abcde")))
+	f.Add(append(mkTar(f, fileE("a", "1")), make([]byte, 3000)...))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dest := filepath.Join(t.TempDir(), "layer")
+		res, err := UnpackLayer(context.Background(), bytes.NewReader(data), dest, LayerSpec{}, Options{SkipDevices: true, MaxBytes: 1 << 20})
+		if err != nil || res.Unverifiable || len(res.Warnings) > 0 {
+			return
+		}
+		ts, err := os.Open(filepath.Join(dest, TarSplitName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ts.Close()
+		var back bytes.Buffer
+		if err := Reassemble(context.Background(), filepath.Join(dest, DiffDirName), ts, &back); err != nil {
+			t.Fatalf("Reassemble: %v", err)
+		}
+		if !bytes.Equal(back.Bytes(), data) {
+			t.Fatalf("Reassemble gave %d bytes, want the %d of the layer", back.Len(), len(data))
 		}
 	})
 }

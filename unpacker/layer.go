@@ -6,6 +6,7 @@ import (
 	"context"
 	_ "crypto/sha256" // go-digest needs the hash implementations linked in
 	_ "crypto/sha512"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc64"
@@ -16,7 +17,6 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	digest "github.com/opencontainers/go-digest"
-	"github.com/vbatts/tar-split/tar/asm"
 	"github.com/vbatts/tar-split/tar/storage"
 	"golang.org/x/sys/unix"
 )
@@ -53,24 +53,6 @@ var (
 	magicBzip2 = []byte{'B', 'Z', 'h'}
 )
 
-// crcFilePutter is tar-split's discarding FilePutter (it only computes the
-// CRC64 that Reassemble checks) with a 128 KiB buffer instead of 32 KiB: its
-// copy loop bounds the chunks that the tee hands to Unpack through
-// tar-split's pipe. A gzip reader returns at most its 32 KiB window per read
-// anyway, but a zstd block (up to 128 KiB) now crosses in one hand-off and
-// one write(2) instead of four. Allocated on the first file, not up front:
-// the worker starts every layer's goroutine at once.
-type crcFilePutter struct{ buf []byte }
-
-func (p *crcFilePutter) Put(_ string, r io.Reader) (int64, []byte, error) {
-	if p.buf == nil {
-		p.buf = make([]byte, 128<<10)
-	}
-	c := crc64.New(storage.CRCTable)
-	n, err := io.CopyBuffer(c, r, p.buf)
-	return n, c.Sum(nil), err
-}
-
 // countingReader counts the bytes read through it.
 type countingReader struct {
 	r io.Reader
@@ -80,6 +62,25 @@ type countingReader struct {
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	return n, err
+}
+
+// ratioReader refuses a compressed layer that inflates more than max times
+// (uncompressed over compressed bytes read so far) once past ratioMinBytes.
+type ratioReader struct {
+	r   io.Reader
+	raw *countingReader
+	n   int64
+	max int64
+}
+
+func (c *ratioReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.max > 0 && c.n > ratioMinBytes && c.n/c.max > c.raw.n {
+		return n, &LimitError{Limit: "max_compression_ratio", Value: c.max,
+			What: fmt.Sprintf("%d compressed bytes inflate to %d", c.raw.n, c.n)}
+	}
 	return n, err
 }
 
@@ -161,6 +162,7 @@ func UnpackLayerTo(ctx context.Context, blob io.Reader, diffDir string, tarSplit
 	// A short blob simply gives a short peek; tar parsing reports it.
 	magic, _ := br.Peek(6)
 	var tarStream io.Reader
+	compressed := true
 	switch {
 	case bytes.HasPrefix(magic, magicGzip):
 		gz, err := gzip.NewReader(br)
@@ -183,6 +185,7 @@ func UnpackLayerTo(ctx context.Context, blob io.Reader, diffDir string, tarSplit
 		return res, fmt.Errorf("unsupported layer compression (xz or bzip2; media type %q)", spec.MediaType)
 	default:
 		tarStream = br
+		compressed = false
 	}
 	diffHash := algorithmOf(spec.DiffID).Digester()
 	uncompressed := &countingReader{r: io.TeeReader(tarStream, diffHash.Hash())}
@@ -194,20 +197,13 @@ func UnpackLayerTo(ctx context.Context, blob io.Reader, diffDir string, tarSplit
 		return res, err
 	}
 	packer := newEntryPacker(gzw)
-	its, done, err := asm.NewInputTarStreamWithDone(uncompressed, packer, &crcFilePutter{})
+	var stream io.Reader = uncompressed
+	if compressed && opts.MaxRatio > 0 {
+		stream = &ratioReader{r: uncompressed, raw: raw, max: opts.MaxRatio}
+	}
+	res.Result, err = unpack(ctx, stream, diffDir, opts, packer)
 	if err != nil {
 		return res, err
-	}
-	res.Result, err = Unpack(ctx, its, diffDir, opts)
-	// Closing aborts tar-split's goroutine if Unpack stopped early; waiting
-	// on done guarantees nothing reads blob after we return.
-	its.Close()
-	tsErr := <-done
-	if err != nil {
-		return res, err
-	}
-	if tsErr != nil {
-		return res, fmt.Errorf("recording tar-split metadata: %w", tsErr)
 	}
 	// Bytes after the compressed stream (if any) still belong to the blob.
 	if _, err := io.Copy(io.Discard, br); err != nil {
@@ -259,18 +255,70 @@ func Reassemble(ctx context.Context, diffDir string, tarSplitGz io.Reader, w io.
 		return fmt.Errorf("reading tar-split metadata: %w", err)
 	}
 	defer gz.Close()
-	err = asm.WriteOutputTarStream(beneathGetter{rootfd}, NewEntryReader(gz), &ctxWriter{ctx, w})
-	if err != nil {
+	if err := assemble(beneathGetter{rootfd}, &entryReader{dec: json.NewDecoder(gz)}, &ctxWriter{ctx, w}); err != nil {
 		return fmt.Errorf("reassembling layer tar from %s: %w", diffDir, err)
 	}
 	return nil
+}
+
+// assemble is asm.WriteOutputTarStream for taproot's records: a sparse
+// entry's payload is its data fragments, read at their offsets.
+func assemble(g beneathGetter, up *entryReader, w io.Writer) error {
+	buf := make([]byte, copyBufferSize)
+	crc := crc64.New(storage.CRCTable)
+	out := io.MultiWriter(w, crc)
+	for {
+		e, err := up.next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading tar-split metadata: %w", err)
+		}
+		switch e.Type {
+		case storage.SegmentType:
+			if _, err := w.Write(e.Payload); err != nil {
+				return err
+			}
+			continue
+		case storage.FileType:
+		default:
+			return fmt.Errorf("unknown tar-split entry type %d", e.Type)
+		}
+		if e.Size == 0 {
+			continue
+		}
+		name := e.GetName()
+		f, err := g.Get(name)
+		if err != nil {
+			return err
+		}
+		// One byte more than recorded shows a grown file without copying it all.
+		var src io.Reader = io.LimitReader(f, e.Size+1)
+		if e.Sparse != nil {
+			parts := make([]io.Reader, len(e.Sparse))
+			for i, fr := range e.Sparse {
+				parts[i] = io.NewSectionReader(f, fr[0], fr[1])
+			}
+			src = io.MultiReader(parts...)
+		}
+		crc.Reset()
+		n, err := io.CopyBuffer(writerOnly{out}, src, buf)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if n != e.Size || !bytes.Equal(crc.Sum(nil), e.Payload) {
+			return fmt.Errorf("file integrity checksum failed for %q", name)
+		}
+	}
 }
 
 // beneathGetter is a storage.FileGetter that opens regular files beneath a
 // directory fd, refusing symlinks anywhere in the path.
 type beneathGetter struct{ rootfd int }
 
-func (g beneathGetter) Get(name string) (io.ReadCloser, error) {
+func (g beneathGetter) Get(name string) (*os.File, error) {
 	rel, err := cleanPath(name)
 	if err != nil {
 		return nil, err

@@ -147,7 +147,7 @@ func TestUnpackLayerFailuresLeaveNothing(t *testing.T) {
 		"truncated gz tail": {blob[:len(blob)-4], good, Options{}, nil},
 		"truncated zstd":    {zst(t, plain)[:500], LayerSpec{}, Options{}, nil},
 		"truncated tar":     {plain[:len(plain)-1024], LayerSpec{}, Options{}, ErrTruncated},
-		"too large":         {blob, good, Options{MaxBytes: 1000}, ErrTooLarge},
+		"too large":         {blob, good, Options{MaxBytes: 1000}, ErrLimitExceeded},
 		"unsafe":            {gz(t, mkTar(t, fileE("ok", "1"), fileE("../x", "1"))), LayerSpec{}, Options{}, ErrUnsafePath},
 		"garbage":           {[]byte("this is not a tar stream at all, just some words to fill more than 512 bytes" + strings.Repeat(".", 600)), LayerSpec{}, Options{}, nil},
 		"xz":                {[]byte{0xfd, '7', 'z', 'X', 'Z', 0, 1, 2}, LayerSpec{}, Options{}, nil},

@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"math"
 	"os"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -39,9 +41,65 @@ type Options struct {
 	// when they run in a user namespace, where mknod of a device needs root in
 	// the initial namespace.
 	SkipDevices bool
-	// MaxBytes caps the total regular-file content written; 0 = unlimited.
-	// Going over is an error wrapping ErrTooLarge.
+	// MaxBytes caps the layer's file content on disk, each file (each data
+	// fragment of a sparse file) counted in whole 4 KiB blocks, so that a
+	// million one-byte files or fragments cost what they cost the disk.
+	// The uncompressed tar is capped at MaxBytes + max(MaxBytes, 1 MiB)
+	// (headers and padding). 0 = no bound.
 	MaxBytes int64
+	// MaxEntries caps the tar entries plus the directories created for
+	// them implicitly (inodes, and the work and bookkeeping per entry).
+	// 0 = no bound.
+	MaxEntries int64
+	// MaxRatio (UnpackLayer only) caps uncompressed/compressed bytes once
+	// more than ratioMinBytes are uncompressed: a bomb of zeros stops
+	// after ratioMinBytes. 0 = no bound.
+	MaxRatio int64
+	// Image, if not nil, is a content bound shared with the other layers
+	// of the same image (counted as MaxBytes counts).
+	Image *Budget
+}
+
+// Budget is a byte bound shared by the layers of one image, which are
+// unpacked in parallel.
+type Budget struct {
+	max  int64
+	used atomic.Int64
+}
+
+// NewBudget returns a Budget of max bytes (0 = no bound).
+func NewBudget(max int64) *Budget { return &Budget{max: max} }
+
+func (b *Budget) take(n int64) error {
+	if b == nil || b.max <= 0 {
+		return nil
+	}
+	if used := b.used.Add(n); used > b.max {
+		return &LimitError{Limit: "max_image_bytes", Value: b.max,
+			What: fmt.Sprintf("the image's layers unpack to more than %d bytes", used)}
+	}
+	return nil
+}
+
+// Limits of the content and entries of a layer; the [create] keys of the
+// config that set them are named in LimitError.
+const (
+	diskBlock       = 4096
+	maxDirTimeBytes = 16 << 20
+	// ratioMinBytes: legitimate layers of a few dozen MiB can hold a file
+	// of zeros (ratios of 1000 for gzip); past 64 MiB a bomb has cost
+	// 64 KiB to send and a fraction of a second to refuse.
+	ratioMinBytes = 64 << 20
+)
+
+// blocks is the disk space a data fragment [off, off+n) takes at most.
+func blocks(off, n int64) int64 {
+	if n <= 0 {
+		return 0
+	}
+	first := off &^ (diskBlock - 1)
+	last := (off + n + diskBlock - 1) &^ (diskBlock - 1)
+	return last - first
 }
 
 // Result describes what Unpack did.
@@ -99,6 +157,24 @@ var warnFormats = [numWarnKinds]string{
 	warnWhiteoutMeta:  "skipped %d aufs metadata entries (.wh..wh.*)",
 }
 
+// pathSet is a set of paths kept as 64-bit seeded hashes: a few dozen
+// bytes per path whatever its length (a hostile layer can name a million
+// paths of 4 KiB). A collision (about 2^-64 per pair, not steerable without
+// the seed) could only skip a hardlink or keep a file under an opaque dir.
+type pathSet struct {
+	seed maphash.Seed
+	m    map[uint64]struct{}
+}
+
+func newPathSet() *pathSet { return &pathSet{seed: maphash.MakeSeed(), m: map[uint64]struct{}{}} }
+
+func (s *pathSet) has(p string) bool {
+	_, ok := s.m[maphash.String(s.seed, p)]
+	return ok
+}
+func (s *pathSet) add(p string) { s.m[maphash.String(s.seed, p)] = struct{}{} }
+func (s *pathSet) del(p string) { delete(s.m, maphash.String(s.seed, p)) }
+
 // dirTime is a directory whose times are set once all its children are
 // written. dev/ino tell whether the directory at path is still the same one.
 type dirTime struct {
@@ -117,23 +193,39 @@ type unpacker struct {
 	// firstXattrErr explains warnXattrFailed.
 	firstXattrErr string
 	dirTimes      []dirTime
+	// dirTimeBytes: the paths kept in dirTimes (bounded, see mkdir).
+	dirTimeBytes int
+	// disk: content charged against MaxBytes; dirsMade: directories
+	// created implicitly, counted with the entries against MaxEntries.
+	disk     int64
+	dirsMade int64
+	rec      *recorder
+	// sparse is the current entry's data map if it is sparse; sparseRead
+	// says its fragments were read (written out) already.
+	sparse     *sparseMap
+	sparseRead bool
 	// written holds every path this stream created, with all its ancestors
 	// (ApplyWhiteouts only: an opaque marker must keep them).
-	written map[string]struct{}
+	written *pathSet
 	// skipped holds device nodes skipped under SkipDevices, so that
 	// hardlinks to them are skipped too instead of failing.
-	skipped map[string]struct{}
+	skipped *pathSet
 }
 
 // Unpack extracts the tar stream into root, an existing directory, and reads
 // the stream to its end (padding after the end-of-archive marker included).
 // See the package comment for the rules it enforces.
 func Unpack(ctx context.Context, tarStream io.Reader, root string, opts Options) (Result, error) {
+	return unpack(ctx, tarStream, root, opts, nil)
+}
+
+// unpack is Unpack, recording tar-split metadata into packer if not nil.
+func unpack(ctx context.Context, tarStream io.Reader, root string, opts Options, packer *entryPacker) (Result, error) {
 	if opts.Whiteouts != OverlayWhiteouts && opts.Whiteouts != ApplyWhiteouts {
 		return Result{}, fmt.Errorf("unpacker: unknown whiteout mode %d", opts.Whiteouts)
 	}
-	if opts.MaxBytes < 0 {
-		return Result{}, fmt.Errorf("unpacker: negative MaxBytes %d", opts.MaxBytes)
+	if opts.MaxBytes < 0 || opts.MaxEntries < 0 || opts.MaxRatio < 0 {
+		return Result{}, fmt.Errorf("unpacker: negative bound in %+v", opts)
 	}
 	rootfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -145,19 +237,19 @@ func Unpack(ctx context.Context, tarStream io.Reader, root string, opts Options)
 		ctx:     ctx,
 		opts:    opts,
 		rootfd:  rootfd,
-		skipped: map[string]struct{}{},
+		skipped: newPathSet(),
 	}
 	if opts.Whiteouts == ApplyWhiteouts {
-		u.written = map[string]struct{}{}
+		u.written = newPathSet()
 	}
 	bp := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(bp)
 	u.buf = *bp
-	err = u.run(tarStream)
+	err = u.run(tarStream, packer)
 	return u.result(), err
 }
 
-func (u *unpacker) run(stream io.Reader) error {
+func (u *unpacker) run(stream io.Reader, packer *entryPacker) error {
 	r := &tailReader{ctx: u.ctx, r: stream}
 	if u.opts.MaxBytes > 0 {
 		// Headers and padding are not file content but cost as much to
@@ -165,11 +257,13 @@ func (u *unpacker) run(stream io.Reader) error {
 		// millions of empty entries, must be bounded too. Allow as many
 		// bytes of them as of content, and at least 1 MiB.
 		r.max = u.opts.MaxBytes + max(u.opts.MaxBytes, 1<<20)
+		r.content = u.opts.MaxBytes
 		if r.max < 0 { // overflow
 			r.max = math.MaxInt64
 		}
 	}
-	tr := tar.NewReader(r)
+	u.rec = newRecorder(r, packer)
+	tr := tar.NewReader(u.rec)
 	for {
 		if err := u.ctx.Err(); err != nil {
 			return err
@@ -182,9 +276,31 @@ func (u *unpacker) run(stream io.Reader) error {
 			return fmt.Errorf("reading layer tar: %w", err)
 		}
 		u.res.Entries++
+		if err := u.checkEntries(); err != nil {
+			return err
+		}
+		if u.sparse, err = u.rec.parseSparse(hdr); err != nil {
+			return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
+		}
+		u.sparseRead = false
+		if err := u.rec.beginPayload(); err != nil {
+			return fmt.Errorf("recording tar-split metadata: %w", err)
+		}
 		if err := u.entry(hdr, tr); err != nil {
 			return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
 		}
+		if err := u.drain(tr); err != nil {
+			return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
+		}
+		if err := u.checkEntries(); err != nil { // with the dirs it implied
+			return err
+		}
+		if err := u.rec.endEntry(hdr.Name, u.sparse); err != nil {
+			return fmt.Errorf("recording tar-split metadata: %w", err)
+		}
+	}
+	if err := u.rec.beginTrailer(); err != nil {
+		return fmt.Errorf("recording tar-split metadata: %w", err)
 	}
 	// archive/tar also reports a clean EOF at an entry boundary (or after a
 	// single zero block); only the two zero blocks of the end-of-archive
@@ -193,10 +309,53 @@ func (u *unpacker) run(stream io.Reader) error {
 		return fmt.Errorf("%w: no end-of-archive marker after %d bytes", ErrTruncated, r.n)
 	}
 	// Read the padding after the marker too: digests must cover every byte.
-	if _, err := io.CopyBuffer(io.Discard, r, u.buf); err != nil {
+	if _, err := io.CopyBuffer(writerOnly{io.Discard}, u.rec, u.buf); err != nil {
 		return fmt.Errorf("reading layer tar padding: %w", err)
 	}
+	if err := u.rec.flushSegment(); err != nil {
+		return fmt.Errorf("recording tar-split metadata: %w", err)
+	}
 	return u.fixDirTimes()
+}
+
+// drain reads what the unpacker left of the entry's payload (skipped
+// entries), so that every payload byte is recorded as payload. A sparse
+// entry's fragments are read straight from the recorder (never expanded),
+// and archive/tar is then left to skip them as phantom bytes.
+func (u *unpacker) drain(tr io.Reader) error {
+	if u.sparse == nil {
+		_, err := io.CopyBuffer(writerOnly{io.Discard}, tr, u.buf)
+		return err
+	}
+	if !u.sparseRead {
+		n, err := io.CopyBuffer(writerOnly{io.Discard}, io.LimitReader(u.rec, u.sparse.data), u.buf)
+		if err != nil {
+			return err
+		}
+		if n != u.sparse.data {
+			return fmt.Errorf("%w: sparse data ends after %d of %d bytes", io.ErrUnexpectedEOF, n, u.sparse.data)
+		}
+	}
+	u.rec.phantom = u.sparse.data
+	return nil
+}
+
+func (u *unpacker) checkEntries() error {
+	if max := u.opts.MaxEntries; max > 0 && int64(u.res.Entries)+u.dirsMade > max {
+		return &LimitError{Limit: "max_layer_entries", Value: max,
+			What: fmt.Sprintf("%d entries (tar entries plus the directories they imply)", int64(u.res.Entries)+u.dirsMade)}
+	}
+	return nil
+}
+
+// charge counts n bytes of disk against MaxBytes and the image budget.
+func (u *unpacker) charge(n int64) error {
+	if max := u.opts.MaxBytes; max > 0 && n > max-u.disk {
+		return &LimitError{Limit: "max_layer_bytes", Value: max,
+			What: fmt.Sprintf("the layer unpacks to more than %d bytes (file content in 4 KiB blocks)", u.disk+n)}
+	}
+	u.disk += n
+	return u.opts.Image.take(n)
 }
 
 func (u *unpacker) result() Result {
@@ -217,15 +376,15 @@ func (u *unpacker) result() Result {
 // created records that this stream made path (ApplyWhiteouts bookkeeping,
 // and forgetting an earlier skipped device of the same name).
 func (u *unpacker) created(p string) {
-	delete(u.skipped, p)
+	u.skipped.del(p)
 	if u.written == nil {
 		return
 	}
 	for p != "." {
-		if _, ok := u.written[p]; ok {
+		if u.written.has(p) {
 			break // its ancestors are in already
 		}
-		u.written[p] = struct{}{}
+		u.written.add(p)
 		p, _ = splitPath(p)
 	}
 }
@@ -376,7 +535,13 @@ func (u *unpacker) setXattrs(hdr *tar.Header, fd int) {
 }
 
 func (u *unpacker) ensureParent(dir string) (int, error) {
-	return ensureDir(u.rootfd, dir, u.created)
+	return ensureDir(u.rootfd, dir, u.createdDir)
+}
+
+// createdDir notes a directory created implicitly for an entry's parent.
+func (u *unpacker) createdDir(p string) {
+	u.dirsMade++
+	u.created(p)
 }
 
 func (u *unpacker) mkdir(name, dir, base string, hdr *tar.Header) error {
@@ -416,6 +581,13 @@ func (u *unpacker) mkdir(name, dir, base string, hdr *tar.Header) error {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return pathErr("fstat", name, err)
 	}
+	// The paths are kept to the end: bound them (a legitimate layer's
+	// directory names take a few MiB at most, 100,000 directories of
+	// 100-byte paths 10 MB; a hostile one could list a million 4 KiB
+	// paths). Measured: 15 MB of them peak the worker at ~55 MiB RSS.
+	if u.dirTimeBytes += len(name); u.dirTimeBytes > maxDirTimeBytes {
+		return &LimitError{Value: maxDirTimeBytes, What: "the names of the layer's directory entries exceed 16 MiB"}
+	}
 	u.dirTimes = append(u.dirTimes, dirTime{path: name, dev: st.Dev, ino: st.Ino, times: tarTimes(hdr)})
 	u.created(name)
 	return nil
@@ -431,8 +603,17 @@ func (u *unpacker) file(name, dir, base string, hdr *tar.Header, tr io.Reader) e
 	if hdr.Size < 0 {
 		return fmt.Errorf("negative size %d", hdr.Size)
 	}
-	if u.opts.MaxBytes > 0 && hdr.Size > u.opts.MaxBytes-u.res.Bytes {
-		return fmt.Errorf("%w: %d bytes would exceed the limit of %d bytes", ErrTooLarge, u.res.Bytes+hdr.Size, u.opts.MaxBytes)
+	// Charge before writing anything: a refused layer stops here.
+	if u.sparse == nil {
+		if err := u.charge(blocks(0, hdr.Size)); err != nil {
+			return err
+		}
+	} else {
+		for _, f := range u.sparse.frags {
+			if err := u.charge(blocks(f[0], f[1])); err != nil {
+				return err
+			}
+		}
 	}
 	parentfd, err := u.ensureParent(dir)
 	if err != nil {
@@ -455,19 +636,57 @@ func (u *unpacker) file(name, dir, base string, hdr *tar.Header, tr io.Reader) e
 	}
 	f := os.NewFile(uintptr(fd), name)
 	defer f.Close()
-	n, err := io.CopyBuffer(writerOnly{f}, io.LimitReader(tr, hdr.Size), u.buf)
-	u.res.Bytes += n
-	if err != nil {
-		return err
-	}
-	if n != hdr.Size {
-		return fmt.Errorf("%w: file content ends after %d of %d bytes", io.ErrUnexpectedEOF, n, hdr.Size)
+	if u.sparse != nil {
+		if err := u.writeSparse(f, hdr.Size); err != nil {
+			return err
+		}
+	} else {
+		n, err := io.CopyBuffer(writerOnly{f}, io.LimitReader(tr, hdr.Size), u.buf)
+		u.res.Bytes += n
+		if err != nil {
+			return err
+		}
+		if n != hdr.Size {
+			return fmt.Errorf("%w: file content ends after %d of %d bytes", io.ErrUnexpectedEOF, n, hdr.Size)
+		}
 	}
 	if err := u.setFileMeta(fd, name, hdr); err != nil {
 		return err
 	}
 	u.created(name)
 	return f.Close()
+}
+
+// writeSparse writes the current sparse entry's data fragments at their
+// offsets, reading them straight from the tar stream, and gives the file
+// its apparent size: holes are never written, so they take no disk.
+func (u *unpacker) writeSparse(f *os.File, size int64) error {
+	u.sparseRead = true
+	for _, fr := range u.sparse.frags {
+		off, left := fr[0], fr[1]
+		for left > 0 {
+			chunk := u.buf[:min(int64(len(u.buf)), left)]
+			n, err := io.ReadFull(u.rec, chunk)
+			if n > 0 {
+				if _, werr := f.WriteAt(chunk[:n], off); werr != nil {
+					return werr
+				}
+				off += int64(n)
+				left -= int64(n)
+				u.res.Bytes += int64(n)
+			}
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			if err != nil {
+				return fmt.Errorf("sparse file content: %w", err)
+			}
+		}
+	}
+	if err := f.Truncate(size); err != nil {
+		return err
+	}
+	return nil
 }
 
 // setFileMeta is setMeta for a regular file we just created and hold open
@@ -543,10 +762,10 @@ func (u *unpacker) hardlink(name, dir, base string, hdr *tar.Header) error {
 	if target == "." {
 		return fmt.Errorf("hardlink to the root directory")
 	}
-	if _, ok := u.skipped[target]; ok {
+	if u.skipped.has(target) {
 		// Its target was a device node we skipped: skip the link too.
 		u.warns[warnDevices]++
-		u.skipped[name] = struct{}{}
+		u.skipped.add(name)
 		return nil
 	}
 	tdir, tbase := splitPath(target)
@@ -611,7 +830,7 @@ func (u *unpacker) special(name, dir, base string, hdr *tar.Header) error {
 		// namespace may create: keep it.
 		if u.opts.SkipDevices && !whiteoutDev {
 			u.warns[warnDevices]++
-			u.skipped[name] = struct{}{}
+			u.skipped.add(name)
 			return nil
 		}
 		dev = int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))
@@ -719,7 +938,7 @@ func (u *unpacker) purgeOpaque(dirfd int, rel string) error {
 		if rel != "." {
 			child = rel + "/" + n
 		}
-		if _, ok := u.written[child]; !ok {
+		if !u.written.has(child) {
 			if err := removeAt(fd, n); err != nil {
 				return err
 			}
@@ -770,11 +989,13 @@ func (u *unpacker) fixDirTimes() error {
 // tailReader checks ctx on every read and remembers the last two tar blocks read,
 // to tell a complete archive from one cut at an entry boundary.
 type tailReader struct {
-	ctx  context.Context
-	r    io.Reader
-	n    int64
-	max  int64 // > 0: reading more than max bytes is an error wrapping ErrTooLarge
-	tail [tarEndMarkerMinSize]byte
+	ctx context.Context
+	r   io.Reader
+	n   int64
+	max int64 // > 0: reading more than max bytes is a *LimitError
+	// content is the MaxBytes that max derives from, for the error.
+	content int64
+	tail    [tarEndMarkerMinSize]byte
 }
 
 func (t *tailReader) Read(p []byte) (int, error) {
@@ -790,7 +1011,8 @@ func (t *tailReader) Read(p []byte) (int, error) {
 	}
 	t.n += int64(n)
 	if t.max > 0 && t.n > t.max {
-		return n, fmt.Errorf("%w: the uncompressed tar exceeds %d bytes (the limit for content plus as much again, at least 1 MiB, for headers and padding)", ErrTooLarge, t.max)
+		return n, &LimitError{Limit: "max_layer_bytes", Value: t.content,
+			What: fmt.Sprintf("the uncompressed tar exceeds %d bytes (the bound on content plus as much again, at least 1 MiB, for headers and padding)", t.max)}
 	}
 	return n, err
 }

@@ -481,13 +481,18 @@ func TestXattrs(t *testing.T) {
 func TestMaxBytes(t *testing.T) {
 	root, _ := newRoot(t)
 	data := mkTar(t, fileE("a", strings.Repeat("a", 600)), fileE("b", strings.Repeat("b", 600)))
-	_, err := unpackBytes(t, root, data, Options{MaxBytes: 1000})
-	if !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("err %v, want ErrTooLarge", err)
+	// Each file counts as the 4 KiB block it takes.
+	_, err := unpackBytes(t, root, data, Options{MaxBytes: 6000})
+	var le *LimitError
+	if !errors.Is(err, ErrLimitExceeded) || !errors.As(err, &le) || le.Limit != "max_layer_bytes" {
+		t.Fatalf("err %v, want a max_layer_bytes ErrLimitExceeded", err)
+	}
+	if !strings.Contains(err.Error(), `"b"`) {
+		t.Errorf("error should name the entry: %v", err)
 	}
 	assertMissing(t, filepath.Join(root, "b"))
 	root2, _ := newRoot(t)
-	if res := mustUnpack(t, root2, data, Options{MaxBytes: 1200}); res.Bytes != 1200 {
+	if res := mustUnpack(t, root2, data, Options{MaxBytes: 8192}); res.Bytes != 1200 {
 		t.Errorf("Bytes %d", res.Bytes)
 	}
 }

@@ -28,15 +28,35 @@ type Config struct {
 
 // Create holds defaults for create.
 type Create struct {
-	UIDMappings           []string `toml:"uid_mappings"`
-	GIDMappings           []string `toml:"gid_mappings"`
-	InsecureRegistries    []string `toml:"insecure_registries"`
-	ParallelLayers        int      `toml:"parallel_layers"`
-	MaxLayerBytes         int64    `toml:"max_layer_bytes"`
-	Sync                  bool     `toml:"sync"`
-	DiskLimitSizeBytes    int64    `toml:"disk_limit_size_bytes"`
-	ExcludeImageFromQuota bool     `toml:"exclude_image_from_quota"`
+	UIDMappings        []string `toml:"uid_mappings"`
+	GIDMappings        []string `toml:"gid_mappings"`
+	InsecureRegistries []string `toml:"insecure_registries"`
+	ParallelLayers     int      `toml:"parallel_layers"`
+	// Bounds on what a create unpacks (defaults below; 0 = no bound).
+	MaxLayerBytes         int64 `toml:"max_layer_bytes"`
+	MaxImageBytes         int64 `toml:"max_image_bytes"`
+	MaxLayerEntries       int64 `toml:"max_layer_entries"`
+	MaxCompressionRatio   int64 `toml:"max_compression_ratio"`
+	Sync                  bool  `toml:"sync"`
+	DiskLimitSizeBytes    int64 `toml:"disk_limit_size_bytes"`
+	ExcludeImageFromQuota bool  `toml:"exclude_image_from_quota"`
 }
+
+// Default bounds of create, applied unless the file sets a key (0 there
+// means no bound). Fixed figures, not a share of the store's filesystem:
+// they must refuse the same image on every host, and a refused image
+// leaves nothing behind, so they only need to stop a hostile layer long
+// before it fills a disk while passing every real image. The largest
+// public layers (CUDA and ML stacks) unpack to 5-10 GiB, images to
+// ~25 GiB; the largest real layers hold a few hundred thousand entries;
+// real layers compress 2-10x, and a layer that inflates 100x after 64 MiB
+// is a bomb (gzip of zeros: 1000x). See docs/admin.md.
+const (
+	DefaultMaxLayerBytes       = 16 << 30
+	DefaultMaxImageBytes       = 64 << 30
+	DefaultMaxLayerEntries     = 1_000_000
+	DefaultMaxCompressionRatio = 100
+)
 
 // Clean holds garbage-collection settings.
 type Clean struct {
@@ -88,7 +108,12 @@ func DefaultPath() string {
 
 // Load reads path. A missing file is an empty config unless required.
 func Load(path string, required bool) (Config, error) {
-	var c Config
+	c := Config{Create: Create{
+		MaxLayerBytes:       DefaultMaxLayerBytes,
+		MaxImageBytes:       DefaultMaxImageBytes,
+		MaxLayerEntries:     DefaultMaxLayerEntries,
+		MaxCompressionRatio: DefaultMaxCompressionRatio,
+	}}
 	if path == "" {
 		return c, nil
 	}
@@ -101,6 +126,12 @@ func Load(path string, required bool) (Config, error) {
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		return c, fmt.Errorf("config %s: unknown key %q", path, und[0].String())
+	}
+	for k, v := range map[string]int64{"max_layer_bytes": c.Create.MaxLayerBytes, "max_image_bytes": c.Create.MaxImageBytes,
+		"max_layer_entries": c.Create.MaxLayerEntries, "max_compression_ratio": c.Create.MaxCompressionRatio} {
+		if v < 0 {
+			return c, fmt.Errorf("config %s: [create] %s = %d: use 0 for no bound", path, k, v)
+		}
 	}
 	return c, nil
 }

@@ -25,6 +25,21 @@ threshold_bytes = 100
 	if c.Store != "/s" || c.Create.ParallelLayers != 4 || c.Registry.Timeout.Duration != 5*time.Second || c.Clean.ThresholdBytes != 100 || c.Create.UIDMappings[0] != "0:1000:1" {
 		t.Fatalf("got %+v", c)
 	}
+	if c.Create.MaxLayerBytes != DefaultMaxLayerBytes || c.Create.MaxImageBytes != DefaultMaxImageBytes ||
+		c.Create.MaxLayerEntries != DefaultMaxLayerEntries || c.Create.MaxCompressionRatio != DefaultMaxCompressionRatio {
+		t.Fatalf("bounds not defaulted: %+v", c.Create)
+	}
+	os.WriteFile(p, []byte("[create]\nmax_layer_bytes = 0\nmax_compression_ratio = 7\n"), 0o644)
+	if c, err = Load(p, true); err != nil || c.Create.MaxLayerBytes != 0 || c.Create.MaxCompressionRatio != 7 || c.Create.MaxLayerEntries != DefaultMaxLayerEntries {
+		t.Fatalf("explicit bounds: %+v %v", c.Create, err)
+	}
+	if c, err := Load("", false); err != nil || c.Create.MaxImageBytes != DefaultMaxImageBytes {
+		t.Fatalf("no file: %+v %v", c.Create, err)
+	}
+	os.WriteFile(p, []byte("[create]\nmax_layer_entries = -1\n"), 0o644)
+	if _, err := Load(p, true); err == nil {
+		t.Fatal("negative bound accepted")
+	}
 	os.WriteFile(p, []byte("stor = 1\n"), 0o644)
 	if _, err := Load(p, true); err == nil {
 		t.Fatal("unknown key accepted")
