@@ -119,6 +119,8 @@ type unpacker struct {
 	warns  [numWarnKinds]int
 	// dirs resolves entries' parent directories (see walk.go).
 	dirs dirChain
+	// hidden tracks the whiteouts that hide nothing (see dropHiddenWhiteouts).
+	hidden hiddenWhiteouts
 	// firstXattrErr explains warnXattrFailed.
 	firstXattrErr string
 	dirTimes      []dirTime
@@ -431,6 +433,9 @@ func (u *unpacker) makeDir(parentfd int, comp, prefix string) error {
 			return err
 		}
 	}
+	if opaque {
+		u.hidden.opaque(prefix)
+	}
 	u.created(prefix)
 	return nil
 }
@@ -491,6 +496,7 @@ func (u *unpacker) mkdir(name, dir, base string, hdr *tar.Header) error {
 		if err := unix.Fsetxattr(fd, overlayOpaqueXattr, []byte("y"), 0); err != nil {
 			return fmt.Errorf("marking directory opaque: %w", pathErr("fsetxattr", name, err))
 		}
+		u.hidden.opaque(name)
 	}
 	if err := unix.Fstat(fd, &st); err != nil {
 		return pathErr("fstat", name, err)
@@ -723,6 +729,7 @@ func (u *unpacker) whiteout(name, dir, base string) error {
 		if u.opts.Whiteouts == ApplyWhiteouts {
 			return u.purgeOpaque(fd, dir)
 		}
+		u.hidden.opaque(dir)
 		return setOpaque(fd, ".", dir)
 	}
 	if strings.HasPrefix(base, whiteoutMetaPrefix) {
@@ -769,6 +776,7 @@ func (u *unpacker) whiteout(name, dir, base string) error {
 	if err := unix.Mknodat(parentfd, target, unix.S_IFCHR, 0); err != nil {
 		return fmt.Errorf("creating whiteout: %w", pathErr("mknodat", tpath, err))
 	}
+	u.hidden.whiteouts = true
 	u.created(tpath)
 	return nil
 }
@@ -816,8 +824,12 @@ func (u *unpacker) purgeOpaque(dirfd int, rel string) error {
 }
 
 // fixDirTimes sets directory times last: writing children changes them.
-// Directories since removed or replaced are skipped.
+// Directories since removed or replaced are skipped. Whiteouts that hide
+// nothing are dropped first, as that changes directories too.
 func (u *unpacker) fixDirTimes() error {
+	if err := u.dropHiddenWhiteouts(); err != nil {
+		return err
+	}
 	for _, d := range u.dirTimes {
 		dir, base := splitPath(d.path)
 		pfd, err := u.lookupDir(dir)

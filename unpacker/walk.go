@@ -89,6 +89,7 @@ func (c *dirChain) openLevel(k int) (int, int) {
 // tell "missing" from unsafe; wrap them with resolveErr.
 func (c *dirChain) get(rel string, mk makeDirFunc) (int, error) {
 	if rel == "." {
+		c.truncate(0) // the caller may now remove any child of the root
 		return c.rootfd, nil
 	}
 	k, cur := c.openLevel(c.shared(rel))
@@ -233,6 +234,102 @@ func walkTreeFd(dir *os.File, rel string, fn func(string, fs.DirEntry) error) er
 		}
 		if err := walkTreeFd(os.NewFile(uintptr(cfd), p), p, fn); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// maxOpaqueBytes bounds the paths of opaque directories kept for
+// dropHiddenWhiteouts; past it the whole layer is walked instead.
+const maxOpaqueBytes = 8 << 20
+
+// hiddenWhiteouts records, in overlay form, the directories this stream
+// made opaque and whether it made any whiteout.
+type hiddenWhiteouts struct {
+	whiteouts bool
+	dirs      map[string]struct{}
+	bytes     int
+	all       bool // too many to keep: walk the whole layer
+}
+
+func (h *hiddenWhiteouts) opaque(dir string) {
+	if h.all {
+		return
+	}
+	if h.dirs == nil {
+		h.dirs = map[string]struct{}{}
+	}
+	if _, ok := h.dirs[dir]; ok {
+		return
+	}
+	if h.bytes += len(dir); h.bytes > maxOpaqueBytes {
+		h.all, h.dirs = true, nil
+		return
+	}
+	h.dirs[dir] = struct{}{}
+}
+
+// dropHiddenWhiteouts removes, in overlay form, the whiteouts below the
+// directories this layer made opaque: they hide nothing (overlay stops at
+// an opaque directory), and overlay lists a whiteout in a directory it
+// does not merge with a lower one (readdir shows the name, stat says
+// ENOENT). Whiteouts in other directories stay: whether a lower layer has
+// the directory (and the whiteout hides something) is not known here.
+// Cost: a walk of the opaque directories' subtrees, once, and only in
+// layers with both whiteouts and opaque directories.
+func (u *unpacker) dropHiddenWhiteouts() error {
+	h := &u.hidden
+	if !h.whiteouts || (!h.all && len(h.dirs) == 0) {
+		return nil
+	}
+	if h.all {
+		return dropWhiteoutsBelow(u.rootfd, ".", ".", false)
+	}
+	for d := range h.dirs {
+		fd, err := u.lookupDir(d)
+		if err != nil {
+			continue // replaced or removed since
+		}
+		if err := dropWhiteoutsBelow(fd, ".", d, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropWhiteoutsBelow removes the 0:0 character devices below the directory
+// name in dirfd (path rel) that are inside an opaque directory; opaque says
+// it is inside one already (else its xattr decides).
+func dropWhiteoutsBelow(dirfd int, name, rel string, opaque bool) error {
+	fd, err := openBeneath(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return resolveErr(rel, err)
+	}
+	f := os.NewFile(uintptr(fd), rel)
+	defer f.Close()
+	if !opaque {
+		var v [1]byte
+		n, err := unix.Fgetxattr(fd, overlayOpaqueXattr, v[:])
+		opaque = err == nil && n == 1 && v[0] == 'y'
+	}
+	ents, err := f.ReadDir(-1)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		child := e.Name()
+		if rel != "." {
+			child = rel + "/" + child
+		}
+		switch {
+		case e.IsDir():
+			if err := dropWhiteoutsBelow(fd, e.Name(), child, opaque); err != nil {
+				return err
+			}
+		case opaque && e.Type()&fs.ModeCharDevice != 0 && isWhiteoutAt(fd, e.Name()):
+			if err := unix.Unlinkat(fd, e.Name(), 0); err != nil {
+				return pathErr("unlinkat", child, err)
+			}
 		}
 	}
 	return nil
