@@ -27,6 +27,8 @@ import (
 //   - per layer: every layer unpacked in overlay form into its own dir,
 //     mounted as lowerdir=top:...:base;
 //   - squashed: every layer applied (ApplyWhiteouts) into one dir;
+//   - squashed from overlay form: the same, from each layer's unpacked dir
+//     turned back into a tar by DiffTar;
 //   - mixed: the lower layers squashed, the top one in overlay form above.
 
 const (
@@ -145,7 +147,7 @@ func TestConformanceHelper(t *testing.T) {
 			n++
 		}
 	}
-	t.Logf("%d cases, 3 ways each; %d tolerated phantom whiteouts (whiteouts that hide nothing, in layer form)", n, phantoms)
+	t.Logf("%d cases, 4 ways each; %d tolerated phantom whiteouts (whiteouts that hide nothing, in layer form)", n, phantoms)
 }
 
 // checkConformance checks one case and returns how many phantom whiteouts
@@ -181,6 +183,18 @@ func checkConformance(t *testing.T, name, dir string, layers [][]te) (phantoms i
 			t.Fatalf("%s: squash layer %d: %v", name, i, err)
 		}
 	}
+	// All squashed from the layers' overlay form (DiffTar), as the store
+	// squashes layers whose tar cannot be rebuilt.
+	squashDiff := mk(filepath.Join(dir, "squash-diff"))
+	for i := range perLayer {
+		var buf bytes.Buffer
+		if err := DiffTar(context.Background(), perLayer[len(perLayer)-1-i], &buf); err != nil {
+			t.Fatalf("%s: DiffTar layer %d: %v", name, i, err)
+		}
+		if _, err := unpackBytes(t, squashDiff, buf.Bytes(), Options{Whiteouts: ApplyWhiteouts}); err != nil {
+			t.Fatalf("%s: squash DiffTar of layer %d: %v", name, i, err)
+		}
+	}
 	// The lower layers squashed, the top one above.
 	squashLow := mk(filepath.Join(dir, "squash-low"))
 	for i, data := range tars[:len(tars)-1] {
@@ -202,6 +216,7 @@ func checkConformance(t *testing.T, name, dir string, layers [][]te) (phantoms i
 	}{
 		{"per layer", perLayer, true},
 		{"squashed", []string{squash, empty}, false},
+		{"squashed from overlay form", []string{squashDiff, empty}, false},
 		{"mixed", []string{perLayer[0], squashLow}, true},
 	} {
 		got := mountedView(t, filepath.Join(dir, "mnt-"+strings.ReplaceAll(v.how, " ", "-")), v.lowers)
