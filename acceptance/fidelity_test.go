@@ -39,14 +39,16 @@ func TestDeepImageFidelity(t *testing.T) {
 	const n = 520
 	lister := buildTreelist(t)
 
-	longPath := func(i int) string {
-		var comps []string
-		for c := 0; c < 17; c++ { // 17 x 241 bytes: 4.1 KiB
-			comps = append(comps, fmt.Sprintf("%03d-%s", c, strings.Repeat(string(rune('a'+i%26)), 236)))
+	// 17 names of 240 bytes (4.1 KiB) in the squashed part, 34 (8.2 KiB)
+	// above it; each directory also holds a name of 255 bytes (NAME_MAX).
+	longPath := func(i, comps int) string {
+		var names []string
+		for c := 0; c < comps; c++ {
+			names = append(names, fmt.Sprintf("%03d-%s", c, strings.Repeat(string(rune('a'+i%26)), 236)))
 		}
-		return fmt.Sprintf("long-%d/", i) + strings.Join(comps, "/")
+		return fmt.Sprintf("long-%d/", i) + strings.Join(names, "/")
 	}
-	longAt := map[int]bool{100: true, n - 8: true}
+	longAt := map[int]int{100: 17, n - 8: 34}
 	const unverifiableAt = n - 3
 	recreates := map[int]bool{} // layers that remove and recreate a dir
 	var layers []ib.Layer
@@ -82,8 +84,8 @@ func TestDeepImageFidelity(t *testing.T) {
 		case 33:
 			e = append(e, ib.Dir("s"), ib.File(fmt.Sprintf("s/in-%d", i), "in\n"))
 		}
-		if longAt[i] {
-			p := longPath(i)
+		if comps := longAt[i]; comps > 0 {
+			p := longPath(i, comps)
 			var dirs []ib.Entry
 			for dir := path.Dir(p); dir != "."; dir = path.Dir(dir) {
 				dirs = append([]ib.Entry{ib.Dir(dir)}, dirs...)
@@ -165,6 +167,9 @@ func TestDeepImageFidelity(t *testing.T) {
 	}
 	if len(got) < 500 {
 		t.Errorf("only %d entries listed", len(got))
+	}
+	if !slices.ContainsFunc(got, func(l string) bool { return len(l) > 8192 && strings.Contains(l, `/leaf"`) }) {
+		t.Errorf("the container does not show the 8 KiB path")
 	}
 	if r := taproot(t, store, "check"); r.code != 0 {
 		t.Errorf("taproot check:\n%s", r)
