@@ -278,15 +278,12 @@ func extraFiles(diffDir string, tarSplitGz io.Reader) ([]string, error) {
 		}
 	}
 	var extra []string
-	err = filepath.WalkDir(diffDir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(diffDir, p)
-		if !known[filepath.ToSlash(rel)] {
+	// Through directory fds: a layer's paths may be longer than PATH_MAX.
+	err = unpacker.WalkTree(diffDir, func(rel string, d fs.DirEntry) error {
+		if !known[rel] {
 			extra = append(extra, rel)
 			if d.IsDir() {
-				return filepath.SkipDir
+				return fs.SkipDir
 			}
 		}
 		return nil

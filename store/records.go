@@ -38,8 +38,9 @@ type LayerRecord struct {
 	Created         time.Time     `json:"created"`
 	UnpackWarnings  []string      `json:"warnings,omitempty"`
 	UncompressedTar int64         `json:"uncompressed_tar_size,omitempty"`
-	// Unverifiable: the layer's tar repeats a path with content, so check
-	// can compare its file list but not rebuild its bytes.
+	// Unverifiable: the layer's tar repeats a path with content (or whites
+	// out content it wrote), so check can compare its file list but not
+	// rebuild its bytes, and a squash applies its overlay form.
 	Unverifiable bool `json:"unverifiable,omitempty"`
 	// Inodes is the layer's tar entries, an upper bound of the inodes it
 	// made (a hardlink or a skipped entry counts too); 0 in older records.

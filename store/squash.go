@@ -102,7 +102,7 @@ func (s *Store) buildSquashed(ctx context.Context, key string, lowersTopFirst []
 		if err != nil {
 			return err
 		}
-		job.Layers = append(job.Layers, layerRef{Dir: s.layerDir(k), DiffID: lr.DiffID})
+		job.Layers = append(job.Layers, layerRef{Dir: s.layerDir(k), DiffID: lr.DiffID, ListOnly: lr.Unverifiable})
 		merged = append(merged, string(lr.DiffID))
 	}
 	start := time.Now()

@@ -65,8 +65,9 @@ type squashJob struct {
 type layerRef struct {
 	Dir    string        `json:"dir"` // layers/<key>
 	DiffID digest.Digest `json:"diff_id"`
-	// ListOnly: the layer repeats a path with content, so only its file
-	// list can be checked, not its bytes (see unpacker.LayerResult).
+	// ListOnly: the layer repeats a path with content (or whites out its
+	// own content), so only its file list can be checked, not its bytes,
+	// and a squash applies its overlay form (see unpacker.LayerResult).
 	ListOnly bool `json:"list_only,omitempty"`
 }
 
@@ -229,6 +230,12 @@ func squash(ctx context.Context, job *squashJob, opts unpacker.Options) (n int64
 		}
 		pr, pw := io.Pipe()
 		go func() {
+			// A layer whose tar cannot be rebuilt (ListOnly) is applied
+			// from its overlay form instead.
+			if l.ListOnly {
+				pw.CloseWithError(unpacker.DiffTar(ctx, filepath.Join(l.Dir, "diff"), pw))
+				return
+			}
 			pw.CloseWithError(unpacker.Reassemble(ctx, filepath.Join(l.Dir, "diff"), ts, pw))
 		}()
 		res, err := unpacker.Unpack(ctx, pr, diff, opts)

@@ -1,11 +1,9 @@
 package unpacker
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -52,13 +50,6 @@ func resolveErr(rel string, err error) error {
 		return fmt.Errorf("openat2 is not available (Linux >= 5.6 is required): %w", pathErr("openat2", rel, err))
 	}
 	return pathErr("openat2", rel, err)
-}
-
-// openDir opens the directory rel beneath rootfd as an O_PATH fd without
-// creating anything. The raw errno is returned for ENOENT/ENOTDIR so callers
-// can decide that "missing" is fine.
-func openDir(rootfd int, rel string) (int, error) {
-	return openBeneath(rootfd, rel, unix.O_PATH|unix.O_DIRECTORY)
 }
 
 // removeAt removes name (a single path element) from the directory dirfd,
@@ -109,55 +100,46 @@ func clearName(dirfd int, base string) error {
 	return removeAt(dirfd, base)
 }
 
-// ensureDir returns an O_PATH fd of the directory rel beneath rootfd,
-// creating missing directories (mode 0755, owner 0:0) on the way. created is
-// called with the relative path of every directory it makes.
-func ensureDir(rootfd int, rel string, created func(string)) (int, error) {
-	fd, err := openDir(rootfd, rel)
-	if err == nil {
-		return fd, nil
+// isWhiteoutAt says whether name in dirfd is a 0:0 character device, which
+// overlay reads as a whiteout.
+func isWhiteoutAt(dirfd int, name string) bool {
+	var st unix.Stat_t
+	return unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil &&
+		st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0
+}
+
+// holdsContent says whether name in dirfd is, or is a directory holding, a
+// regular file with content: removing it makes the layer's tar impossible
+// to rebuild from disk.
+func holdsContent(dirfd int, name string) (bool, error) {
+	var st unix.Stat_t
+	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err == unix.ENOENT {
+			return false, nil
+		}
+		return false, pathErr("fstatat", name, err)
 	}
-	if err != unix.ENOENT {
-		return -1, resolveErr(rel, err)
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		return st.Size > 0, nil
+	case unix.S_IFDIR:
+	default:
+		return false, nil
 	}
-	cur, err := openDir(rootfd, ".")
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return -1, resolveErr(".", err)
+		return false, pathErr("openat", name, err)
 	}
-	prefix := ""
-	for _, comp := range strings.Split(rel, "/") {
-		if prefix == "" {
-			prefix = comp
-		} else {
-			prefix += "/" + comp
-		}
-		err := unix.Mkdirat(cur, comp, 0o700)
-		switch {
-		case err == nil:
-			// Set owner and mode explicitly: the process umask and a setgid
-			// parent must not decide them.
-			if err := unix.Fchownat(cur, comp, 0, 0, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-				unix.Close(cur)
-				return -1, pathErr("fchownat", prefix, err)
-			}
-			if err := unix.Fchmodat(cur, comp, 0o755, 0); err != nil {
-				unix.Close(cur)
-				return -1, pathErr("fchmodat", prefix, err)
-			}
-			if created != nil {
-				created(prefix)
-			}
-		case errors.Is(err, unix.EEXIST):
-		default:
-			unix.Close(cur)
-			return -1, pathErr("mkdirat", prefix, err)
-		}
-		next, err := openDir(cur, comp)
-		unix.Close(cur)
-		if err != nil {
-			return -1, resolveErr(prefix, err)
-		}
-		cur = next
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return false, err
 	}
-	return cur, nil
+	for _, n := range names {
+		if has, err := holdsContent(fd, n); has || err != nil {
+			return has, err
+		}
+	}
+	return false, nil
 }

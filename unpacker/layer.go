@@ -41,8 +41,9 @@ type LayerResult struct {
 	BlobDigest        digest.Digest // digest of the raw blob (computed)
 	CompressedBytes   int64         // raw blob bytes read
 	UncompressedBytes int64         // uncompressed tar bytes
-	// Unverifiable: the tar names a file with content twice, so the
-	// earlier copy is not on disk and Reassemble cannot rebuild the tar.
+	// Unverifiable: the tar names a file with content twice, or whites out
+	// content it wrote itself, so the earlier copy is not on disk and
+	// Reassemble cannot rebuild the tar.
 	Unverifiable bool `json:",omitempty"`
 }
 
@@ -213,7 +214,7 @@ func UnpackLayerTo(ctx context.Context, blob io.Reader, diffDir string, tarSplit
 		return res, fmt.Errorf("writing tar-split metadata: %w", err)
 	}
 
-	res.Unverifiable = packer.shadowed
+	res.Unverifiable = packer.shadowed || res.Result.contentRemoved
 	res.BlobDigest = blobHash.Digest()
 	res.DiffID = diffHash.Digest()
 	res.CompressedBytes = raw.n
@@ -325,7 +326,7 @@ func (g beneathGetter) Get(name string) (*os.File, error) {
 	}
 	// Check the type through O_PATH first: opening a fifo or device for
 	// reading could block or have side effects.
-	pfd, err := openBeneath(g.rootfd, rel, unix.O_PATH)
+	pfd, err := openLong(g.rootfd, rel, unix.O_PATH)
 	if err != nil {
 		return nil, resolveErr(rel, err)
 	}
@@ -338,7 +339,7 @@ func (g beneathGetter) Get(name string) (*os.File, error) {
 	if pst.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, fmt.Errorf("%s: not a regular file", rel)
 	}
-	fd, err := openBeneath(g.rootfd, rel, unix.O_RDONLY|unix.O_NONBLOCK)
+	fd, err := openLong(g.rootfd, rel, unix.O_RDONLY|unix.O_NONBLOCK)
 	if err != nil {
 		return nil, resolveErr(rel, err)
 	}

@@ -107,6 +107,9 @@ type Result struct {
 	Bytes    int64    // regular-file content bytes written
 	Entries  int      // tar entries read (including skipped ones)
 	Warnings []string // one summary line per kind of thing skipped
+	// contentRemoved: a whiteout deleted file content this same stream
+	// wrote (overlay form), so the tar cannot be rebuilt from disk.
+	contentRemoved bool
 }
 
 const (
@@ -190,6 +193,10 @@ type unpacker struct {
 	buf    []byte
 	res    Result
 	warns  [numWarnKinds]int
+	// dirs resolves entries' parent directories (see walk.go).
+	dirs dirChain
+	// hidden tracks the whiteouts that hide nothing (see dropHiddenWhiteouts).
+	hidden hiddenWhiteouts
 	// firstXattrErr explains warnXattrFailed.
 	firstXattrErr string
 	dirTimes      []dirTime
@@ -237,8 +244,10 @@ func unpack(ctx context.Context, tarStream io.Reader, root string, opts Options,
 		ctx:     ctx,
 		opts:    opts,
 		rootfd:  rootfd,
+		dirs:    dirChain{rootfd: rootfd},
 		skipped: newPathSet(),
 	}
+	defer u.dirs.close()
 	if opts.Whiteouts == ApplyWhiteouts {
 		u.written = newPathSet()
 	}
@@ -534,14 +543,80 @@ func (u *unpacker) setXattrs(hdr *tar.Header, fd int) {
 	}
 }
 
+// ensureParent returns a borrowed fd (see dirChain.get) of the directory
+// dir, making missing directories on the way.
 func (u *unpacker) ensureParent(dir string) (int, error) {
-	return ensureDir(u.rootfd, dir, u.createdDir)
+	fd, err := u.dirs.get(dir, u.makeDir)
+	if errno, ok := err.(unix.Errno); ok {
+		return -1, resolveErr(dir, errno)
+	}
+	return fd, err
+}
+
+// lookupDir returns a borrowed fd of the existing directory dir, or the raw
+// errno (ENOENT, ENOTDIR: missing; ELOOP, EXDEV: unsafe).
+func (u *unpacker) lookupDir(dir string) (int, error) {
+	return u.dirs.get(dir, nil)
+}
+
+// makeDir makes a directory an entry implies (mode 0755, owner 0:0, set
+// explicitly: the umask and a setgid parent must not decide them) where
+// there is none, or where there is a whiteout: sequential application of
+// the layer deleted that path, so the directory is made anew and, in
+// overlay form, must be opaque to keep hiding what lower layers have
+// there. Any other non-directory in the way is an error.
+func (u *unpacker) makeDir(parentfd int, comp, prefix string) error {
+	opaque := false
+	err := unix.Mkdirat(parentfd, comp, 0o700)
+	if err == unix.EEXIST {
+		if !isWhiteoutAt(parentfd, comp) {
+			return resolveErr(prefix, unix.ENOTDIR)
+		}
+		if err := unix.Unlinkat(parentfd, comp, 0); err != nil {
+			return pathErr("unlinkat", prefix, err)
+		}
+		opaque = u.opts.Whiteouts == OverlayWhiteouts
+		err = unix.Mkdirat(parentfd, comp, 0o700)
+	}
+	if err != nil {
+		return pathErr("mkdirat", prefix, err)
+	}
+	if err := unix.Fchownat(parentfd, comp, 0, 0, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return pathErr("fchownat", prefix, err)
+	}
+	if err := unix.Fchmodat(parentfd, comp, 0o755, 0); err != nil {
+		return pathErr("fchmodat", prefix, err)
+	}
+	if opaque {
+		if err := setOpaque(parentfd, comp, prefix); err != nil {
+			return err
+		}
+	}
+	if opaque {
+		u.hidden.opaque(prefix)
+	}
+	u.createdDir(prefix)
+	return nil
 }
 
 // createdDir notes a directory created implicitly for an entry's parent.
 func (u *unpacker) createdDir(p string) {
 	u.dirsMade++
 	u.created(p)
+}
+
+// setOpaque marks the directory name in dirfd (path p) opaque in overlay
+// form.
+func setOpaque(dirfd int, name, p string) error {
+	fd, err := openBeneath(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return resolveErr(p, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Fsetxattr(fd, overlayOpaqueXattr, []byte("y"), 0); err != nil {
+		return fmt.Errorf("marking directory opaque: %w", pathErr("fsetxattr", p, err))
+	}
+	return nil
 }
 
 func (u *unpacker) mkdir(name, dir, base string, hdr *tar.Header) error {
@@ -552,13 +627,17 @@ func (u *unpacker) mkdir(name, dir, base string, hdr *tar.Header) error {
 	if err != nil {
 		return err
 	}
-	defer unix.Close(parentfd)
 	var st unix.Stat_t
 	err = unix.Fstatat(parentfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
+	opaque := false
 	switch {
 	case err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR:
 		// Merge into the existing directory.
 	case err == nil:
+		// A non-directory this layer wrote there (a whiteout included)
+		// hides whatever lower layers have at this path; in overlay form
+		// the directory replacing it must go on hiding their children.
+		opaque = u.opts.Whiteouts == OverlayWhiteouts
 		if err := clearName(parentfd, base); err != nil {
 			return err
 		}
@@ -577,6 +656,12 @@ func (u *unpacker) mkdir(name, dir, base string, hdr *tar.Header) error {
 	defer unix.Close(fd)
 	if err := u.setMeta(parentfd, base, name, hdr, fd); err != nil {
 		return err
+	}
+	if opaque {
+		if err := unix.Fsetxattr(fd, overlayOpaqueXattr, []byte("y"), 0); err != nil {
+			return fmt.Errorf("marking directory opaque: %w", pathErr("fsetxattr", name, err))
+		}
+		u.hidden.opaque(name)
 	}
 	if err := unix.Fstat(fd, &st); err != nil {
 		return pathErr("fstat", name, err)
@@ -619,7 +704,6 @@ func (u *unpacker) file(name, dir, base string, hdr *tar.Header, tr io.Reader) e
 	if err != nil {
 		return err
 	}
-	defer unix.Close(parentfd)
 	// Create first and clear only if the name is taken: most names in a
 	// layer are new, and this saves an unlinkat per file. O_EXCL|O_NOFOLLOW
 	// fails on anything already there, a symlink included.
@@ -731,7 +815,6 @@ func (u *unpacker) symlink(name, dir, base string, hdr *tar.Header) error {
 	if err != nil {
 		return err
 	}
-	defer unix.Close(parentfd)
 	// The target is data: stored as is, never resolved. As for files,
 	// clear the name only when it is taken.
 	err = unix.Symlinkat(hdr.Linkname, parentfd, base)
@@ -769,7 +852,7 @@ func (u *unpacker) hardlink(name, dir, base string, hdr *tar.Header) error {
 		return nil
 	}
 	tdir, tbase := splitPath(target)
-	tparent, err := openDir(u.rootfd, tdir)
+	tparent, err := u.dirs.owned(tdir)
 	if err == unix.ENOENT || err == unix.ENOTDIR {
 		return fmt.Errorf("hardlink target %q does not exist", hdr.Linkname)
 	}
@@ -791,7 +874,6 @@ func (u *unpacker) hardlink(name, dir, base string, hdr *tar.Header) error {
 	if err != nil {
 		return err
 	}
-	defer unix.Close(parentfd)
 	var st unix.Stat_t
 	if unix.Fstatat(parentfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Dev == tst.Dev && st.Ino == tst.Ino {
 		u.created(name)
@@ -839,7 +921,6 @@ func (u *unpacker) special(name, dir, base string, hdr *tar.Header) error {
 	if err != nil {
 		return err
 	}
-	defer unix.Close(parentfd)
 	if err := clearName(parentfd, base); err != nil {
 		return err
 	}
@@ -864,19 +945,11 @@ func (u *unpacker) whiteout(name, dir, base string) error {
 		if err != nil {
 			return err
 		}
-		defer unix.Close(fd)
 		if u.opts.Whiteouts == ApplyWhiteouts {
 			return u.purgeOpaque(fd, dir)
 		}
-		dfd, err := openBeneath(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY)
-		if err != nil {
-			return resolveErr(dir, err)
-		}
-		defer unix.Close(dfd)
-		if err := unix.Fsetxattr(dfd, overlayOpaqueXattr, []byte("y"), 0); err != nil {
-			return fmt.Errorf("marking directory opaque: %w", pathErr("fsetxattr", dir, err))
-		}
-		return nil
+		u.hidden.opaque(dir)
+		return setOpaque(fd, ".", dir)
 	}
 	if strings.HasPrefix(base, whiteoutMetaPrefix) {
 		u.warns[warnWhiteoutMeta]++
@@ -891,21 +964,29 @@ func (u *unpacker) whiteout(name, dir, base string) error {
 		tpath = dir + "/" + target
 	}
 	if u.opts.Whiteouts == ApplyWhiteouts {
-		parentfd, err := openDir(u.rootfd, dir)
+		parentfd, err := u.lookupDir(dir)
 		if err == unix.ENOENT || err == unix.ENOTDIR {
 			return nil // nothing there to delete
 		}
 		if err != nil {
 			return resolveErr(dir, err)
 		}
-		defer unix.Close(parentfd)
 		return removeAt(parentfd, target)
 	}
+	// Overlay form: what this layer wrote at target so far is deleted, as
+	// sequential application of the layer would, and the whiteout hides
+	// the lower layers' target too.
 	parentfd, err := u.ensureParent(dir)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(parentfd)
+	if !u.res.contentRemoved {
+		lost, err := holdsContent(parentfd, target)
+		if err != nil {
+			return err
+		}
+		u.res.contentRemoved = lost
+	}
 	if err := clearName(parentfd, target); err != nil {
 		return err
 	}
@@ -914,6 +995,7 @@ func (u *unpacker) whiteout(name, dir, base string) error {
 	if err := unix.Mknodat(parentfd, target, unix.S_IFCHR, 0); err != nil {
 		return fmt.Errorf("creating whiteout: %w", pathErr("mknodat", tpath, err))
 	}
+	u.hidden.whiteouts = true
 	u.created(tpath)
 	return nil
 }
@@ -961,11 +1043,15 @@ func (u *unpacker) purgeOpaque(dirfd int, rel string) error {
 }
 
 // fixDirTimes sets directory times last: writing children changes them.
-// Directories since removed or replaced are skipped.
+// Directories since removed or replaced are skipped. Whiteouts that hide
+// nothing are dropped first, as that changes directories too.
 func (u *unpacker) fixDirTimes() error {
+	if err := u.dropHiddenWhiteouts(); err != nil {
+		return err
+	}
 	for _, d := range u.dirTimes {
 		dir, base := splitPath(d.path)
-		pfd, err := openDir(u.rootfd, dir)
+		pfd, err := u.lookupDir(dir)
 		if err != nil {
 			if err == unix.ENOENT || err == unix.ENOTDIR || err == unix.ELOOP {
 				continue
@@ -977,11 +1063,9 @@ func (u *unpacker) fixDirTimes() error {
 		if err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR && st.Dev == d.dev && st.Ino == d.ino {
 			err = unix.UtimesNanoAt(pfd, base, d.times[:], unix.AT_SYMLINK_NOFOLLOW)
 			if err != nil {
-				unix.Close(pfd)
 				return pathErr("utimensat", d.path, err)
 			}
 		}
-		unix.Close(pfd)
 	}
 	return nil
 }

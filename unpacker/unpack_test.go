@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,11 +109,16 @@ func TestOverlayWhiteouts(t *testing.T) {
 		fileE("a/f", "x"),
 	)
 	res := mustUnpack(t, root, data, Options{Whiteouts: OverlayWhiteouts})
-	for _, p := range []string{"a/missing", "a/inopaque", "top"} {
+	for _, p := range []string{"top"} {
 		st := lstat(t, filepath.Join(root, p))
 		if st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
 			t.Errorf("%s: mode %o rdev %d, want 0:0 char dev", p, st.Mode, st.Rdev)
 		}
+	}
+	// Whiteouts in a directory the layer makes opaque hide nothing, and
+	// overlay would list them: dropped, whichever comes first.
+	for _, p := range []string{"a/missing", "a/inopaque"} {
+		assertMissing(t, filepath.Join(root, p))
 	}
 	for _, d := range []string{"a", "b/c"} {
 		if v, err := getXattr(filepath.Join(root, d), "user.overlay.opaque"); err != nil || v != "y" {
@@ -530,16 +536,23 @@ func TestDeepAndLongPaths(t *testing.T) {
 	deep := strings.Repeat("d/", 200) + "f"
 	// ~4000 bytes: PATH_MAX counts the terminating NUL.
 	long := strings.Repeat(strings.Repeat("l", 250)+"/", 15) + strings.Repeat("x", 200)
-	var ents []te
-	ents = append(ents, fileE(deep, "deep"), fileE(long, "long"), dirE(strings.Repeat("d/", 150)))
-	mustUnpack(t, root, mkTar(t, ents...), Options{})
+	// Past PATH_MAX: 32 names of 255 bytes (NAME_MAX), 8.2 KiB, and 2100
+	// components of one byte. Legal in tar and in the kernel, name by name.
+	name255 := strings.Repeat("n", 255)
+	over := strings.Repeat(name255+"/", 32) + "last"
+	overDeep := strings.Repeat("a/", 2100) + "f"
+	ents := []te{fileE(deep, "deep"), fileE(long, "long"), dirE(strings.Repeat("d/", 150)),
+		fileE(over, "over"), symE(over+"-sym", "target"), dirE(over + "-dir/"), fileE(overDeep, "overdeep"),
+		linkE(over+"-link", over), fileE(strings.Repeat(name255+"/", 20)+".wh.gone", "")}
+	data := mkTar(t, ents...)
+	mustUnpack(t, root, data, Options{})
 	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer unix.Close(fd)
-	for p, want := range map[string]string{deep: "deep", long: "long"} {
-		ffd, err := openBeneath(fd, p, unix.O_RDONLY)
+	for p, want := range map[string]string{deep: "deep", long: "long", over: "over", overDeep: "overdeep", over + "-link": "over"} {
+		ffd, err := openLong(fd, p, unix.O_RDONLY)
 		if err != nil {
 			t.Fatalf("open %d-byte path: %v", len(p), err)
 		}
@@ -551,13 +564,45 @@ func TestDeepAndLongPaths(t *testing.T) {
 			t.Errorf("%d-byte path holds %q", len(p), b[:n])
 		}
 	}
-	// Too long for the kernel: a clean error, not a crash.
-	if _, err := unpackBytes(t, root, mkTar(t, fileE(strings.Repeat("a/", 2100)+"f", "")), Options{}); err == nil {
-		t.Error("path longer than PATH_MAX should fail")
+	// WalkTree sees every entry, the long ones included.
+	seen := map[string]bool{}
+	if err := WalkTree(root, func(rel string, d fs.DirEntry) error { seen[rel] = true; return nil }); err != nil {
+		t.Fatalf("WalkTree: %v", err)
 	}
-	// Replacing the deep tree removes it all.
-	mustUnpack(t, root, mkTar(t, fileE("d", "flat")), Options{})
-	if readFile(t, filepath.Join(root, "d")) != "flat" {
+	for _, p := range []string{over, over + "-sym", over + "-dir", overDeep, strings.Repeat(name255+"/", 20) + "gone"} {
+		if !seen[p] {
+			t.Errorf("WalkTree missed a %d-byte path", len(p))
+		}
+	}
+	// UnpackLayer records them and Reassemble rebuilds the very bytes
+	// (opening files past PATH_MAX one component at a time).
+	dest := filepath.Join(t.TempDir(), "layer")
+	if _, err := UnpackLayer(context.Background(), bytes.NewReader(data), dest, LayerSpec{}, Options{}); err != nil {
+		t.Fatalf("UnpackLayer: %v", err)
+	}
+	ts, err := os.Open(filepath.Join(dest, TarSplitName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rebuilt bytes.Buffer
+	err = Reassemble(context.Background(), filepath.Join(dest, DiffDirName), ts, &rebuilt)
+	ts.Close()
+	if err != nil || !bytes.Equal(rebuilt.Bytes(), data) {
+		t.Errorf("Reassemble of a layer with paths past PATH_MAX: %v (same bytes: %v)", err, bytes.Equal(rebuilt.Bytes(), data))
+	}
+	// A single name longer than NAME_MAX: a clean error, not a crash.
+	if _, err := unpackBytes(t, root, mkTar(t, fileE(strings.Repeat("a", 256), "")), Options{}); !errors.Is(err, unix.ENAMETOOLONG) {
+		t.Errorf("256-byte name: err %v, want ENAMETOOLONG", err)
+	}
+	// os.RemoveAll (the store's removal of layers) handles such trees.
+	tree := t.TempDir()
+	mustUnpack(t, tree, data, Options{})
+	if err := os.RemoveAll(tree); err != nil {
+		t.Fatalf("RemoveAll of a tree deeper than PATH_MAX: %v", err)
+	}
+	// Replacing the deep trees removes them all.
+	mustUnpack(t, root, mkTar(t, fileE("d", "flat"), fileE("a", "flat"), fileE(name255, "flat")), Options{})
+	if readFile(t, filepath.Join(root, "d")) != "flat" || readFile(t, filepath.Join(root, "a")) != "flat" {
 		t.Error("deep tree not replaced")
 	}
 }

@@ -58,13 +58,13 @@ func TestUsernsHelper(t *testing.T) {
 	os.Mkdir(root, 0o755)
 	res := mustUnpack(t, root, mkTar(t,
 		dirE("a/"),
-		fileE("a/.wh.gone", ""),
+		fileE("b/.wh.gone", ""),
 		fileE("a/.wh..wh..opq", ""),
 		te{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "a/suid", Mode: 0o4755}},
 		te{hdr: tar.Header{Typeflag: tar.TypeChar, Name: "dev/null", Devmajor: 1, Devminor: 3}},
 		te{hdr: tar.Header{Typeflag: tar.TypeChar, Name: "raw-whiteout"}},
 	), Options{SkipDevices: true})
-	for _, p := range []string{"a/gone", "raw-whiteout"} {
+	for _, p := range []string{"b/gone", "raw-whiteout"} {
 		if st := lstat(t, filepath.Join(root, p)); st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
 			t.Errorf("%s: not a 0:0 char device", p)
 		}

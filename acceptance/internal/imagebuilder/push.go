@@ -3,7 +3,9 @@ package imagebuilder
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/containers/image/v5/docker"
 	"github.com/containers/image/v5/pkg/blobinfocache/none"
@@ -31,11 +33,31 @@ func Push(ctx context.Context, b Built, registry, repo string) error {
 		return fmt.Errorf("push to %s: %w", ref.StringWithinTransport(), err)
 	}
 	defer dest.Close()
-	for _, l := range b.Layers {
-		info := types.BlobInfo{Digest: l.Digest, Size: int64(len(l.Data)), MediaType: l.MediaType}
-		if _, err := dest.PutBlob(ctx, bytes.NewReader(l.Data), info, none.NoCache, false); err != nil {
-			return fmt.Errorf("push layer %s: %w", l.Digest, err)
-		}
+	// Several blobs at once when the destination allows it: an image of
+	// 500 small layers took ~60 s one blob at a time on the loopback
+	// registry of the tests.
+	par := 1
+	if dest.HasThreadSafePutBlob() {
+		par = 8
+	}
+	sem := make(chan struct{}, par)
+	errs := make([]error, len(b.Layers))
+	var wg sync.WaitGroup
+	for i, l := range b.Layers {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			info := types.BlobInfo{Digest: l.Digest, Size: int64(len(l.Data)), MediaType: l.MediaType}
+			if _, err := dest.PutBlob(ctx, bytes.NewReader(l.Data), info, none.NoCache, false); err != nil {
+				errs[i] = fmt.Errorf("push layer %s: %w", l.Digest, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	info := types.BlobInfo{Digest: b.ConfigDigest, Size: int64(len(b.ConfigBytes))}
 	if _, err := dest.PutBlob(ctx, bytes.NewReader(b.ConfigBytes), info, none.NoCache, true); err != nil {
