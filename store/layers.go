@@ -323,8 +323,15 @@ func (s *Store) fetchLayers(ctx context.Context, missing []missingLayer) (err er
 // into place: the rename is the commit point. The tmp dir is the owner's
 // (made by newTmp with the mode of a layer dir); only its diff/ is
 // container root's.
+//
+// With Sync, everything the rename makes visible is on disk before it: the
+// contents (the worker's syncfs after unpacking or squashing), the link
+// (fsync of l/), the tar-split file and the record (fsync of the files and
+// of the tmp dir that names them). The rename itself is made durable
+// (fsync of layers/) before the layer is reported published, so an image
+// record written after it never names a layer a cut can take back.
 func (s *Store) publishLayer(key string, t *tmpDir, rec *LayerRecord) error {
-	if err := t.closeTarSplit(); err != nil {
+	if err := t.closeTarSplit(s.opts.Sync); err != nil {
 		return fmt.Errorf("layer %s: %w", key, err)
 	}
 	short, err := s.makeShortLink(key)
@@ -332,7 +339,11 @@ func (s *Store) publishLayer(key string, t *tmpDir, rec *LayerRecord) error {
 		return err
 	}
 	rec.Short = short
-	if err := writeJSONAtomic(filepath.Join(t.path, "layer.json"), rec, 0o644); err != nil {
+	sync := s.opts.Sync
+	if err := syncDirs(sync, filepath.Join(s.root, "l")); err != nil {
+		return fmt.Errorf("layer %s: %w", key, err)
+	}
+	if err := writeJSONAtomic(filepath.Join(t.path, "layer.json"), rec, 0o644, sync); err != nil {
 		return fmt.Errorf("layer %s: %w", key, err)
 	}
 	if err := os.Rename(t.path, s.layerDir(key)); err != nil {
@@ -342,8 +353,8 @@ func (s *Store) publishLayer(key string, t *tmpDir, rec *LayerRecord) error {
 		return fmt.Errorf("publish layer %s: %w", key, err)
 	}
 	t.published = true
-	if s.opts.Sync {
-		syncDir(filepath.Join(s.root, "layers"))
+	if err := syncDirs(sync, filepath.Join(s.root, "layers")); err != nil {
+		return fmt.Errorf("publish layer %s: %w", key, err)
 	}
 	return nil
 }
@@ -459,7 +470,7 @@ func (s *Store) recordDiffID(key string, d digest.Digest) {
 	if key == "" {
 		return
 	}
-	if err := writeJSONAtomic(s.localCachePath(key), &localCacheRecord{Key: key, DiffID: d}, 0o644); err != nil {
+	if err := writeJSONAtomic(s.localCachePath(key), &localCacheRecord{Key: key, DiffID: d}, 0o644, s.opts.Sync); err != nil {
 		s.log.Debug("could not record local rootfs version", "error", err)
 	}
 }
@@ -477,11 +488,20 @@ type tmpDir struct {
 
 func (t *tmpDir) diff() string { return filepath.Join(t.path, "diff") }
 
-func (t *tmpDir) closeTarSplit() error {
+// closeTarSplit closes the tar-split file, fsynced first when durable
+// (the worker's syncfs flushed it already; this costs one more log force
+// only if it did not).
+func (t *tmpDir) closeTarSplit(durable bool) error {
 	if t.tarSplit == nil {
 		return nil
 	}
-	err := t.tarSplit.Close()
+	var err error
+	if durable {
+		err = t.tarSplit.Sync()
+	}
+	if cerr := t.tarSplit.Close(); err == nil {
+		err = cerr
+	}
 	t.tarSplit = nil
 	return err
 }
@@ -543,7 +563,7 @@ func (s *Store) newLayerTmp(ctx context.Context) (*tmpDir, error) {
 }
 
 func (s *Store) removeTmp(ctx context.Context, t *tmpDir) {
-	t.closeTarSplit()
+	t.closeTarSplit(false)
 	if t.lock == nil {
 		return
 	}

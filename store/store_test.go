@@ -39,6 +39,12 @@ func TestMain(m *testing.M) {
 
 func testStore(t *testing.T) *Store {
 	t.Helper()
+	return testStoreWith(t, Options{})
+}
+
+// testStoreWith is testStore with opts (mapping and worker filled in).
+func testStoreWith(t *testing.T, opts Options) *Store {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("store tests run the worker with a root-written mapping: run as root (make test does)")
 	}
@@ -52,9 +58,8 @@ func testStore(t *testing.T) *Store {
 	// The namespace's root must be able to reach the store.
 	os.Chmod(dir, 0o755)
 	os.Chmod(filepath.Dir(dir), 0o755)
-	st, err := Open(context.Background(), filepath.Join(dir, "store"), Options{
-		UIDMappings: maps, GIDMappings: maps, WorkerExe: exe, WorkerArgs: []string{"__worker"},
-	})
+	opts.UIDMappings, opts.GIDMappings, opts.WorkerExe, opts.WorkerArgs = maps, maps, exe, []string{"__worker"}
+	st, err := Open(context.Background(), filepath.Join(dir, "store"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,13 +257,13 @@ func TestDuplicatePathsAreUnpackedAndChecked(t *testing.T) {
 	if err != nil || string(got) != "second" {
 		t.Fatalf("f = %q, %v; want the last entry's content", got, err)
 	}
-	rep, err := st.Check(ctx, false)
+	rep, err := st.Check(ctx, CheckOptions{})
 	if err != nil || !rep.Healthy {
 		t.Fatalf("check after duplicate paths: %+v, %v", rep, err)
 	}
 	// The file list is still checked for a layer whose bytes cannot be.
 	os.WriteFile(filepath.Join(st.layerDir(top), "diff", "extra"), []byte("x"), 0o644)
-	if rep, err = st.Check(ctx, false); err != nil || rep.Healthy {
+	if rep, err = st.Check(ctx, CheckOptions{}); err != nil || rep.Healthy {
 		t.Fatalf("check missed an extra file in an unverifiable layer: %+v, %v", rep, err)
 	}
 }

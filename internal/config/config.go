@@ -28,14 +28,17 @@ type Config struct {
 
 // Create holds defaults for create.
 type Create struct {
-	UIDMappings           []string `toml:"uid_mappings"`
-	GIDMappings           []string `toml:"gid_mappings"`
-	InsecureRegistries    []string `toml:"insecure_registries"`
-	ParallelLayers        int      `toml:"parallel_layers"`
-	MaxLayerBytes         int64    `toml:"max_layer_bytes"`
-	Sync                  bool     `toml:"sync"`
-	DiskLimitSizeBytes    int64    `toml:"disk_limit_size_bytes"`
-	ExcludeImageFromQuota bool     `toml:"exclude_image_from_quota"`
+	UIDMappings        []string `toml:"uid_mappings"`
+	GIDMappings        []string `toml:"gid_mappings"`
+	InsecureRegistries []string `toml:"insecure_registries"`
+	ParallelLayers     int      `toml:"parallel_layers"`
+	MaxLayerBytes      int64    `toml:"max_layer_bytes"`
+	// Sync (default true) makes every image durable before create prints
+	// it. false is for throwaway stores: a power cut may then lose images
+	// whose create had succeeded, or leave them damaged until check --repair.
+	Sync                  bool  `toml:"sync"`
+	DiskLimitSizeBytes    int64 `toml:"disk_limit_size_bytes"`
+	ExcludeImageFromQuota bool  `toml:"exclude_image_from_quota"`
 }
 
 // Clean holds garbage-collection settings.
@@ -86,9 +89,15 @@ func DefaultPath() string {
 	return filepath.Join(dir, "taproot", "config.toml")
 }
 
-// Load reads path. A missing file is an empty config unless required.
+// Default is the config when no file sets anything.
+func Default() Config {
+	return Config{Create: Create{Sync: true}}
+}
+
+// Load reads path over Default. A missing file is the default unless
+// required.
 func Load(path string, required bool) (Config, error) {
-	var c Config
+	c := Default()
 	if path == "" {
 		return c, nil
 	}
