@@ -87,7 +87,8 @@ man: build
 # PREFIX=/usr/local and DESTDIR= by default; run as root for a live install.
 install: build install-files
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload || true; \
-		echo "enable the hourly clean: systemctl enable --now taproot-clean.timer"; fi
+		echo "enable the hourly clean: systemctl enable --now taproot-clean.timer"; \
+		echo "enable the boot-time check: systemctl enable taproot-check.service"; fi
 
 # What install copies, from $(BIN) without building (scripts/mkdeb.sh uses it).
 install-files:
@@ -105,7 +106,8 @@ install-files:
 	$(BIN)/taproot completion bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/taproot
 	$(BIN)/taproot completion zsh > $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_taproot
 	$(BIN)/taproot completion fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/taproot.fish
-	for u in taproot-clean.service taproot-clean.timer taproot-clean@.service taproot-clean@.timer; do \
+	for u in taproot-clean.service taproot-clean.timer taproot-clean@.service taproot-clean@.timer \
+		taproot-check.service taproot-check@.service; do \
 		sed 's|@BINDIR@|$(PREFIX)/bin|g' packaging/systemd/$$u > $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; \
 		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; done
 	sed 's|@BINDIR@|$(PREFIX)/bin|g' packaging/cron/taproot > $(DESTDIR)$(SYSCONFDIR)/cron.d/taproot
