@@ -18,6 +18,8 @@ FUZZTIME ?= 30s
 SOAK_COUNT ?= 5
 # TestSoak runs 30 s in `make test`; `make soak` runs it this long.
 SOAK_SECONDS ?= 300
+# TestPowerCut (UML) cuts power 4 times in `make test`; `make soak` this often.
+SOAK_CUTS ?= 40
 
 .PHONY: all build deps test-user vet unit acceptance test demo bench soak fuzz install install-files man deb lint clean
 
@@ -55,7 +57,8 @@ demo: deps test-user build
 # by a local docker-registry (as root; installs what is missing; not pass/fail).
 # Go micro-benchmarks: $(GO) test -run='^$$' -bench=. ./...
 # taproot against podman and skopeo+umoci (scripts/bench.sh), then the Go
-# benchmarks: 20 concurrent cold creates (issue 5) and stats with 1 MiB vs
+# benchmarks: 20 concurrent cold creates (issue 5), cold create with sync on
+# vs off and check --quick of 100 images (issue 15), and stats with 1 MiB vs
 # 1 GiB written, in UML (issue 4).
 bench: build
 	bash scripts/bench.sh
@@ -63,10 +66,12 @@ bench: build
 		$(GO) test -run='^$$' -bench=. -benchtime=1x -timeout 30m ./acceptance/...
 	$(GO) test -run='^$$' -bench=. $$($(GO) list ./... | grep -v '/acceptance')
 
-# Runs the acceptance suite SOAK_COUNT times in a row, TestSoak SOAK_SECONDS each.
+# Runs the acceptance suite SOAK_COUNT times in a row, TestSoak SOAK_SECONDS each,
+# then SOAK_CUTS power cuts in UML (about 20 s each).
 soak: build
 	TAPROOT_BIN=$(BIN)/taproot TAPROOT_QUOTA_BIN=$(BIN)/taproot-quota TAPROOT_SOAK_SECONDS=$(SOAK_SECONDS) \
 		$(GO) test -count=$(SOAK_COUNT) -timeout 120m ./acceptance/
+	TAPROOT_UML_CUTS=$(SOAK_CUTS) $(GO) test -count=1 -run '^TestPowerCut$$' -timeout 120m -v ./acceptance/uml/
 
 # Runs every Fuzz target for FUZZTIME each.
 fuzz:
