@@ -136,7 +136,7 @@ var (
 // buildCutImage writes an OCI layout with busybox, a layer of 600 files
 // (about 10 MB, so that random cuts land inside unpacking often) and a
 // small top layer.
-func buildCutImage(t *testing.T, dir string) string {
+func buildCutImage(t testing.TB, dir string) string {
 	t.Helper()
 	base, err := imagebuilder.BusyboxLayer("/bin/busybox", imagebuilder.Gzip)
 	if err != nil {
@@ -406,4 +406,110 @@ func summary(report string) string {
 		}
 	}
 	return strings.Join(parts, " ")
+}
+
+// durableBenchScript times, as the unprivileged user on XFS: cold creates
+// (each into a new store) with sync on and off, alternating; warm creates
+// (layers present) likewise; a warm create with sync on while a neighbour
+// keeps ~200 MB of dirty data on the same filesystem, against one syncfs
+// of that filesystem under the same neighbour (what create would cost had
+// it synced the whole filesystem instead of its own files); and check
+// --quick against check on a store of 100 images. "T <name> <ms>" lines.
+const durableBenchScript = `
+T=$UML_TMP
+B=$T/bin
+H=$T/home
+mkdir -p $B $H/.config/taproot $UML_MNT/u
+cp "$UML_WORK/bin/taproot" $B/
+printf '[create]\nsync = false\n' >$H/nosync.toml
+chown -R $U:$G $H $UML_MNT/u
+cat >$H/bench.sh <<'EOS'
+ms() { echo $(( $(date +%s%N) / 1000000 )); }
+t() { name=$1; shift; a=$(ms); "$@" >/dev/null || { echo "FAIL $name: $*"; exit 1; }; b=$(ms); echo "T $name $((b-a))"; }
+tp() { $B/taproot "$@"; }
+W=$UML_MNT/u
+i=0
+while [ $i -lt $N ]; do
+  if [ $((i % 2)) = 0 ]; then
+    t cold_on tp --store $W/on$i create oci:$IMG img
+    t cold_off tp --store $W/off$i --config $H/nosync.toml create oci:$IMG img
+  else
+    t cold_off tp --store $W/off$i --config $H/nosync.toml create oci:$IMG img
+    t cold_on tp --store $W/on$i create oci:$IMG img
+  fi
+  i=$((i+1))
+done
+i=0
+while [ $i -lt $N ]; do
+  t warm_on tp --store $W/on0 create oci:$IMG w-on$i
+  t warm_off tp --store $W/off0 --config $H/nosync.toml create oci:$IMG w-off$i
+  i=$((i+1))
+done
+( while :; do dd if=/dev/zero of=$W/dirty bs=1M count=200 2>/dev/null; done ) &
+NB=$!
+sleep 3
+i=0
+while [ $i -lt 3 ]; do
+  t warm_on_dirty_neighbour tp --store $W/on0 create oci:$IMG d-on$i
+  t syncfs_dirty_neighbour sync -f $W
+  sleep 2
+  i=$((i+1))
+done
+kill $NB; wait $NB 2>/dev/null; rm -f $W/dirty; sync
+S=$W/hundred
+i=0
+while [ $i -lt 100 ]; do tp --store $S create oci:$IMG h$i >/dev/null || { echo "FAIL create h$i"; exit 1; }; i=$((i+1)); done
+i=0
+while [ $i -lt 3 ]; do t check_quick_100 tp --store $S check --quick; i=$((i+1)); done
+t check_full_100 tp --store $S check
+t list_100 tp --store $S list
+EOS
+export B IMG H N
+setpriv --reuid=$U --regid=$G --init-groups env HOME=$H XDG_CONFIG_HOME=$H/.config sh $H/bench.sh
+`
+
+// BenchmarkDurableCreateInUML measures the cost of durability on XFS (the
+// filesystem stores are made for) in one guest boot: see
+// durableBenchScript. It prints one BENCH line.
+func BenchmarkDurableCreateInUML(b *testing.B) {
+	SkipIfUnavailable(b)
+	dir := b.TempDir()
+	uid, gid := testUser(b)
+	buildTaproot(b, dir)
+	ref := buildCutImage(b, dir)
+	const n = 6
+	res, err := Boot(context.Background(), b, durableBenchScript, Options{
+		WorkDir: dir, DiskBytes: 3 << 30, Timeout: 20 * time.Minute,
+		Env: map[string]string{"U": uid, "G": gid, "IMG": ref, "N": strconv.Itoa(n)},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if res.ExitCode != 0 {
+		b.Fatalf("guest script exited %d:\n%s", res.ExitCode, tail(res.Output, 4000))
+	}
+	times := map[string][]float64{}
+	for _, line := range strings.Split(res.Output, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 && f[0] == "T" {
+			v, err := strconv.ParseFloat(f[2], 64)
+			if err != nil {
+				b.Fatalf("bad line %q", line)
+			}
+			times[f[1]] = append(times[f[1]], v)
+		}
+	}
+	for _, k := range []string{"cold_on", "cold_off", "warm_on", "warm_off", "warm_on_dirty_neighbour", "syncfs_dirty_neighbour", "check_quick_100", "check_full_100"} {
+		if len(times[k]) == 0 {
+			b.Fatalf("no %s timing:\n%s", k, tail(res.Output, 4000))
+		}
+	}
+	m := medians(times)
+	fmt.Printf("BENCH durable-create-uml fs=xfs n=%d cold_create_sync_on_median_ms=%.0f cold_create_sync_off_median_ms=%.0f cold_ratio=%.2f warm_create_sync_on_median_ms=%.0f warm_create_sync_off_median_ms=%.0f warm_ratio=%.2f warm_create_sync_on_dirty_neighbour_ms=%.0f syncfs_dirty_neighbour_ms=%.0f check_quick_100_images_ms=%.0f check_full_100_images_ms=%.0f list_100_images_ms=%.0f\n",
+		n, m["cold_on"], m["cold_off"], m["cold_on"]/m["cold_off"], m["warm_on"], m["warm_off"], m["warm_on"]/m["warm_off"],
+		m["warm_on_dirty_neighbour"], m["syncfs_dirty_neighbour"], m["check_quick_100"], m["check_full_100"], m["list_100"])
+	b.ReportMetric(m["cold_on"], "ms/cold-create-sync")
+	b.ReportMetric(m["cold_off"], "ms/cold-create-nosync")
+	b.ReportMetric(m["check_quick_100"], "ms/check-quick-100-images")
+	b.ReportMetric(0, "ns/op")
 }
