@@ -451,7 +451,7 @@ func quickVerifyLayer(ctx context.Context, l layerRef) error {
 			return fmt.Errorf("%s: not a regular file", name)
 		}
 		if st.Size != want {
-			return fmt.Errorf("%s: %d bytes on disk, %d in the layer: written but not on disk when the power went?", name, st.Size, want)
+			return fmt.Errorf("%s: %d bytes on disk, %d in the layer (cut short, as by a power cut before the data reached the disk)", name, st.Size, want)
 		}
 	}
 	if _, err := ts.Seek(0, io.SeekStart); err != nil {
