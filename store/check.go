@@ -395,6 +395,7 @@ func quickVerifyLayer(ctx context.Context, l layerRef) error {
 		return fmt.Errorf("tar-split metadata: %w", err)
 	}
 	sizes := map[string]int64{}
+	last := map[string]int{} // index of the last entry naming each path
 	var order []string
 	up := unpacker.NewEntryReader(zr)
 	for {
@@ -416,6 +417,17 @@ func quickVerifyLayer(ctx context.Context, l layerRef) error {
 			order = append(order, name)
 		}
 		sizes[name] = e.Size
+		last[name] = e.Position
+	}
+	// replaced says whether a later entry named a parent of name (a dir
+	// that a file replaced): then name is rightly not on disk.
+	replaced := func(name string) bool {
+		for dir := path.Dir(name); dir != "." && dir != "/"; dir = path.Dir(dir) {
+			if i, ok := last[dir]; ok && i > last[name] {
+				return true
+			}
+		}
+		return false
 	}
 	diff := filepath.Join(l.Dir, "diff")
 	root, err := unix.Open(diff, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -439,6 +451,9 @@ func quickVerifyLayer(ctx context.Context, l layerRef) error {
 			fd, err = unix.Openat2(root, name, &how)
 		}
 		if err != nil {
+			if (err == unix.ENOENT || err == unix.ENOTDIR) && replaced(name) {
+				continue
+			}
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		var st unix.Stat_t
