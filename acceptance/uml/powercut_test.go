@@ -24,11 +24,14 @@ import (
 // page cache and unforced XFS log are lost, what it wrote to the disk is
 // kept; the next boot mounts it with XFS log recovery):
 //
-//   - acked: create an image; once create has exited 0, write a canary file
-//     without syncing it, and cut 0.4-2.5 s later. The next boot must find
-//     the image intact with no repair (full check: every file of every
-//     layer hashes back to its diffID; list shows it), and the canary is
-//     lost in some cuts (else nothing was cut).
+//   - acked: create an image; once create has exited 0, create it again
+//     with sync = false into a store of its own (the control), write a
+//     canary file without syncing it, and cut 0.4-2.5 s later. The next
+//     boot must find the image intact with no repair (full check: every
+//     file of every layer hashes back to its diffID; list shows it). The
+//     canary must be lost in some cuts (else nothing was cut), and so must
+//     the control's image (else the checks could not see what sync
+//     prevents).
 //   - random: delete every image, clean, then create/delete/clean in a
 //     loop (cold creates: clean removed the layers), cut at a random
 //     moment. The next boot runs what the boot unit runs (check --quick
@@ -61,6 +64,7 @@ op() { name=$1; shift; say "start $name"; a=$(ms); tp "$@" >/dev/null 2>$T/err; 
   if [ $rc = 0 ]; then say "done $name ms=$((b-a))"; else say "failed $name rc=$rc $(tr '\n' '|' <$T/err)"; fi; }
 
 if [ ! -d $S ]; then mkdir -m 0700 $S && chown $U:$G $S; fi
+printf '[create]\nsync = false\n' >$H/nosync.toml && chown $U:$G $H/nosync.toml
 if [ "$NOSYNC" = 1 ]; then
   mkdir -p $H/.config/taproot && printf '[create]\nsync = false\n' >$H/.config/taproot/config.toml && chown -R $U:$G $H/.config
 fi
@@ -77,6 +81,10 @@ random)
   res check tp check
   ;;
 esac
+if [ -n "$UNSYNCED" ]; then
+  res ucheck as $B/taproot --store $UML_MNT/u-$UNSYNCED check
+  res ulist as $B/taproot --store $UML_MNT/u-$UNSYNCED list
+fi
 if [ -n "$VERIFY" ]; then
   res list tp list
   if [ -n "$CANARY" ]; then res canary cat $UML_MNT/$CANARY; fi
@@ -89,6 +97,9 @@ fi
 case "$ACTION" in
 acked)
   op "create $ID" create oci:$IMG $ID
+  # The control: the same create with sync = false, into a store of its own.
+  mkdir -m 0700 $UML_MNT/u-$ID && chown $U:$G $UML_MNT/u-$ID
+  as $B/taproot --store $UML_MNT/u-$ID --config $H/nosync.toml create oci:$IMG $ID >/dev/null 2>$T/err && say "unsynced $ID" || say "failed unsynced $ID $(tr '\n' '|' <$T/err)"
   echo "canary $ID" >$UML_MNT/canary-$ID
   say "canary canary-$ID"
   echo @@CUT@@ >&3
@@ -192,6 +203,8 @@ func TestPowerCut(t *testing.T) {
 	var (
 		prev          *cutKind
 		canary        string
+		unsynced      string // the id of the control image to verify
+		uLost, uKept  int
 		next          string
 		tried, passed int
 		lost, kept    int
@@ -225,7 +238,8 @@ func TestPowerCut(t *testing.T) {
 			}
 			env["CANARY"] = canary
 		}
-		canary = ""
+		env["UNSYNCED"] = unsynced
+		canary, unsynced = "", ""
 		opts := Options{WorkDir: dir, Disk: disk, DiskBytes: 1 << 30, Timeout: 5 * time.Minute, Env: env}
 		var delay time.Duration
 		if kind != nil {
@@ -301,6 +315,15 @@ func TestPowerCut(t *testing.T) {
 					fail("image %s, whose delete was acknowledged, is back", id)
 				}
 			}
+			if u := env["UNSYNCED"]; u != "" {
+				crc, _ := get("ucheck")
+				_, lout := get("ulist")
+				if crc == "0" && strings.Contains(lout, `"`+u+`"`) {
+					uKept++
+				} else {
+					uLost++
+				}
+			}
 			if c := env["CANARY"]; c != "" {
 				rc, out := get("canary")
 				if rc == "0" && strings.TrimSpace(out) == "canary "+strings.TrimPrefix(c, "canary-") {
@@ -356,15 +379,23 @@ func TestPowerCut(t *testing.T) {
 					t.Fatalf("boot %d: the acked create did not finish before the cut:\n%s", boot, tail(con, 3000))
 				}
 				canary = "canary-" + env["ID"]
+				if !strings.Contains(con, "@@R unsynced "+env["ID"]) {
+					t.Errorf("boot %d: the control create with sync = false did not finish: %s", boot, lineOf(con, "@@R failed unsynced"))
+				} else {
+					unsynced = env["ID"]
+				}
 			}
 			t.Logf("boot %d: %v cut %v after the marker, in flight: %q", boot, kind, delay.Round(time.Millisecond), inflight)
 		}
 		prev = kind
 	}
-	t.Logf("power cuts: %d tried, %d survived (%v); canary lost in %d of %d acked cuts; guest create ms %v; total %v",
-		tried, passed, byKind, lost, lost+kept, medians(opMS), time.Since(start).Round(time.Second))
+	t.Logf("power cuts: %d tried, %d survived (%v); canary lost in %d of %d acked cuts; the control image (sync = false) lost or damaged in %d of %d; guest op ms %v; total %v",
+		tried, passed, byKind, lost, lost+kept, uLost, uLost+uKept, medians(opMS), time.Since(start).Round(time.Second))
 	if lost == 0 {
 		t.Errorf("the unsynced canary survived every one of %d acked cuts: the harness does not cut power (the guest's page cache outlived it)", kept)
+	}
+	if uLost == 0 {
+		t.Errorf("the control image, created with sync = false, survived every one of %d acked cuts: the checks do not see what sync prevents", uKept)
 	}
 }
 
