@@ -43,7 +43,7 @@ func testStore(t *testing.T) *Store {
 }
 
 // testStoreWith is testStore with opts (mapping and worker filled in).
-func testStoreWith(t *testing.T, opts Options) *Store {
+func testStoreWith(t testing.TB, opts Options) *Store {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("store tests run the worker with a root-written mapping: run as root (make test does)")
