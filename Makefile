@@ -18,6 +18,8 @@ FUZZTIME ?= 30s
 SOAK_COUNT ?= 5
 # TestSoak runs 30 s in `make test`; `make soak` runs it this long.
 SOAK_SECONDS ?= 300
+# TestPowerCut (UML) cuts power 4 times in `make test`; `make soak` this often.
+SOAK_CUTS ?= 40
 
 .PHONY: all build deps test-user vet unit acceptance test demo bench soak fuzz install install-check install-files uninstall man deb lint clean
 
@@ -55,7 +57,8 @@ demo: deps test-user build
 # by a local docker-registry (as root; installs what is missing; not pass/fail).
 # Go micro-benchmarks: $(GO) test -run='^$$' -bench=. ./...
 # taproot against podman and skopeo+umoci (scripts/bench.sh), then the Go
-# benchmarks: 20 concurrent cold creates (issue 5) and stats with 1 MiB vs
+# benchmarks: 20 concurrent cold creates (issue 5), cold create with sync on
+# vs off and check --quick of 100 images (issue 15), and stats with 1 MiB vs
 # 1 GiB written, in UML (issue 4).
 bench: build
 	bash scripts/bench.sh
@@ -63,10 +66,12 @@ bench: build
 		$(GO) test -run='^$$' -bench=. -benchtime=1x -timeout 30m ./acceptance/...
 	$(GO) test -run='^$$' -bench=. $$($(GO) list ./... | grep -v '/acceptance')
 
-# Runs the acceptance suite SOAK_COUNT times in a row, TestSoak SOAK_SECONDS each.
+# Runs the acceptance suite SOAK_COUNT times in a row, TestSoak SOAK_SECONDS each,
+# then SOAK_CUTS power cuts in UML (about 20 s each).
 soak: build
 	TAPROOT_BIN=$(BIN)/taproot TAPROOT_QUOTA_BIN=$(BIN)/taproot-quota TAPROOT_SOAK_SECONDS=$(SOAK_SECONDS) \
 		$(GO) test -count=$(SOAK_COUNT) -timeout 120m ./acceptance/
+	TAPROOT_UML_CUTS=$(SOAK_CUTS) $(GO) test -count=1 -run '^TestPowerCut$$' -timeout 120m -v ./acceptance/uml/
 
 # Runs every Fuzz target for FUZZTIME each.
 fuzz:
@@ -95,7 +100,8 @@ deb_installed = case "$$(dpkg-query --admindir=$(DPKG_ADMINDIR) -W -f='$${db:Sta
 # PREFIX=/usr/local and DESTDIR= by default; run as root for a live install.
 install: install-check build install-files
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload || true; \
-		echo "enable the hourly clean: systemctl enable --now taproot-clean.timer"; fi
+		echo "enable the hourly clean: systemctl enable --now taproot-clean.timer"; \
+		echo "enable the boot-time check: systemctl enable taproot-check.service"; fi
 
 install-check:
 	@if $(deb_installed); then \
@@ -135,7 +141,8 @@ install-files:
 	$(BIN)/taproot completion bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/taproot
 	$(BIN)/taproot completion zsh > $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_taproot
 	$(BIN)/taproot completion fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/taproot.fish
-	for u in taproot-clean.service taproot-clean.timer taproot-clean@.service taproot-clean@.timer; do \
+	for u in taproot-clean.service taproot-clean.timer taproot-clean@.service taproot-clean@.timer \
+		taproot-check.service taproot-check@.service; do \
 		sed 's|@BINDIR@|$(PREFIX)/bin|g' packaging/systemd/$$u > $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; \
 		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; done
 	sed 's|@BINDIR@|$(PREFIX)/bin|g' packaging/cron/taproot > $(DESTDIR)$(SYSCONFDIR)/cron.d/taproot

@@ -76,6 +76,8 @@ func TestDebPackage(t *testing.T) {
 		"/lib/systemd/system/taproot-clean.timer":           "-rw-r--r-- root/root",
 		"/lib/systemd/system/taproot-clean@.service":        "-rw-r--r-- root/root",
 		"/lib/systemd/system/taproot-clean@.timer":          "-rw-r--r-- root/root",
+		"/lib/systemd/system/taproot-check.service":         "-rw-r--r-- root/root",
+		"/lib/systemd/system/taproot-check@.service":        "-rw-r--r-- root/root",
 		"/etc/cron.d/taproot":                               "-rw-r--r-- root/root",
 		"/usr/share/man/man1/taproot.1.gz":                  "-rw-r--r-- root/root",
 		"/usr/share/man/man1/taproot-create.1.gz":           "-rw-r--r-- root/root",
@@ -120,6 +122,15 @@ func TestDebPackage(t *testing.T) {
 		body := readFile(t, filepath.Join(root, f))
 		if strings.Contains(body, "@BINDIR@") || !strings.Contains(body, "/usr/bin/taproot clean") {
 			t.Errorf("%s does not run /usr/bin/taproot clean:\n%s", f, body)
+		}
+	}
+	// The boot-time check (issue 15) repairs what a power cut left, and
+	// is ordered before the services that start containers.
+	for _, f := range []string{"lib/systemd/system/taproot-check.service", "lib/systemd/system/taproot-check@.service"} {
+		body := readFile(t, filepath.Join(root, f))
+		if strings.Contains(body, "@BINDIR@") || !strings.Contains(body, "ExecStart=/usr/bin/taproot check --quick --repair\n") ||
+			!strings.Contains(body, "Before=multi-user.target") || !strings.Contains(body, "WantedBy=multi-user.target") || !strings.Contains(body, "Type=oneshot") {
+			t.Errorf("%s does not run /usr/bin/taproot check --quick --repair once at boot:\n%s", f, body)
 		}
 	}
 	if timer := readFile(t, filepath.Join(root, "lib/systemd/system/taproot-clean.timer")); !strings.Contains(timer, "OnCalendar=") || !strings.Contains(timer, "WantedBy=timers.target") {

@@ -179,6 +179,12 @@ func (s *Store) removeLockedLayer(ctx context.Context, key string, lock *flock.L
 		}
 		return false, 0, fmt.Errorf("remove layer %s: %w", key, err)
 	}
+	// The rename durable before the link and the content go: a cut must
+	// not bring the layer's record back over missing files.
+	if err := syncDirs(s.opts.Sync, filepath.Join(s.root, "layers")); err != nil {
+		t.lock.RemoveAndRelease() // trash left as debris for a later clean
+		return true, 0, fmt.Errorf("remove layer %s: %w", key, err)
+	}
 	s.removeLinksOf(key)
 	s.removeTmp(ctx, t)
 	if recErr != nil {

@@ -79,7 +79,7 @@ func Init(ctx context.Context, root string, o InitOptions) (Meta, error) {
 		return m, nil
 	}
 	m.Quota, m.FSType = o.Quota, o.FSType
-	if err := writeJSONAtomic(s.metaPath(), &m, 0o644); err != nil {
+	if err := writeJSONAtomic(s.metaPath(), &m, 0o644, true); err != nil {
 		return m, fmt.Errorf("store %s: write meta: %w", root, err)
 	}
 	if err := os.Lchown(s.metaPath(), int(o.OwnerUID), int(o.OwnerGID)); err != nil {

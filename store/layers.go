@@ -323,6 +323,13 @@ func (s *Store) fetchLayers(ctx context.Context, missing []missingLayer) (err er
 // into place: the rename is the commit point. The tmp dir is the owner's
 // (made by newTmp with the mode of a layer dir); only its diff/ is
 // container root's.
+//
+// With Sync, everything the rename makes visible is on disk before it: the
+// contents and the tar-split file (the worker's syncfs after unpacking or
+// squashing), the link (fsync of l/) and the record (fsync of the file and
+// of the tmp dir that names them). The rename itself is made durable
+// (fsync of layers/) before the layer is reported published, so an image
+// record written after it never names a layer a cut can take back.
 func (s *Store) publishLayer(key string, t *tmpDir, rec *LayerRecord) error {
 	if err := t.closeTarSplit(); err != nil {
 		return fmt.Errorf("layer %s: %w", key, err)
@@ -332,7 +339,11 @@ func (s *Store) publishLayer(key string, t *tmpDir, rec *LayerRecord) error {
 		return err
 	}
 	rec.Short = short
-	if err := writeJSONAtomic(filepath.Join(t.path, "layer.json"), rec, 0o644); err != nil {
+	sync := s.opts.Sync
+	if err := syncDirs(sync, filepath.Join(s.root, "l")); err != nil {
+		return fmt.Errorf("layer %s: %w", key, err)
+	}
+	if err := writeJSONAtomic(filepath.Join(t.path, "layer.json"), rec, 0o644, sync); err != nil {
 		return fmt.Errorf("layer %s: %w", key, err)
 	}
 	if err := os.Rename(t.path, s.layerDir(key)); err != nil {
@@ -342,8 +353,8 @@ func (s *Store) publishLayer(key string, t *tmpDir, rec *LayerRecord) error {
 		return fmt.Errorf("publish layer %s: %w", key, err)
 	}
 	t.published = true
-	if s.opts.Sync {
-		syncDir(filepath.Join(s.root, "layers"))
+	if err := syncDirs(sync, filepath.Join(s.root, "layers")); err != nil {
+		return fmt.Errorf("publish layer %s: %w", key, err)
 	}
 	return nil
 }
@@ -460,7 +471,7 @@ func (s *Store) recordDiffID(key string, d digest.Digest) {
 	if key == "" {
 		return
 	}
-	if err := writeJSONAtomic(s.localCachePath(key), &localCacheRecord{Key: key, DiffID: d}, 0o644); err != nil {
+	if err := writeJSONAtomic(s.localCachePath(key), &localCacheRecord{Key: key, DiffID: d}, 0o644, s.opts.Sync); err != nil {
 		s.log.Debug("could not record local rootfs version", "error", err)
 	}
 }
@@ -478,6 +489,9 @@ type tmpDir struct {
 
 func (t *tmpDir) diff() string { return filepath.Join(t.path, "diff") }
 
+// closeTarSplit closes the tar-split file. With Sync it needs no fsync:
+// the worker wrote it and closed it before its syncfs (an fsync here cost
+// 15 ms on ext4, whose fsync commits the other layers' writes in flight).
 func (t *tmpDir) closeTarSplit() error {
 	if t.tarSplit == nil {
 		return nil

@@ -168,7 +168,7 @@ func TestTamperedRecordsTouchNothingOutside(t *testing.T) {
 			st, key, outsideFile, outsideDir := tamperSetup(t)
 			ctx := context.Background()
 			c.tamper(t, st, key)
-			rep, err := st.Check(ctx, false)
+			rep, err := st.Check(ctx, CheckOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -201,10 +201,10 @@ func TestTamperedRecordsTouchNothingOutside(t *testing.T) {
 			if _, _, err := st.RemoveLayerIfUnused(ctx, key, func() (bool, error) { return true, nil }); err != nil {
 				t.Errorf("remove layer: %v", err)
 			}
-			if _, err := st.Check(ctx, true); err != nil {
+			if _, err := st.Check(ctx, CheckOptions{Repair: true}); err != nil {
 				t.Errorf("repair: %v", err)
 			}
-			if rep, err := st.Check(ctx, false); err != nil || !rep.Healthy {
+			if rep, err := st.Check(ctx, CheckOptions{}); err != nil || !rep.Healthy {
 				t.Errorf("after repair: %+v %v", rep, err)
 			}
 			if data, err := os.ReadFile(outsideFile); err != nil || string(data) != "keep" {
@@ -311,7 +311,7 @@ func TestOldStoreIsTightenedOnce(t *testing.T) {
 	if strings.Contains(logs.String(), "tightening") {
 		t.Errorf("second open tightened again:\n%s", logs.String())
 	}
-	if rep, err := st.Check(ctx, false); err != nil || !rep.Healthy {
+	if rep, err := st.Check(ctx, CheckOptions{}); err != nil || !rep.Healthy {
 		t.Errorf("tightened store: %+v %v", rep, err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -68,18 +69,46 @@ type ImageRecord struct {
 	DiskLimitInodes uint64 `json:"disk_limit_inodes,omitempty"`
 }
 
-func writeJSONAtomic(path string, v any, perm os.FileMode) error {
+// writeJSONAtomic writes a record by rename, so a reader sees the old one
+// or the new one. With durable, the new one is also on disk before the
+// function returns: the data is fsynced before the rename (else a cut can
+// leave the rename without the data: an empty record) and the parent dir
+// after it (else a cut can lose the rename).
+func writeJSONAtomic(path string, v any, perm os.FileMode, durable bool) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", path, err)
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), perm); err != nil {
+	if err := writeFile(tmp, append(data, '\n'), perm, durable); err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
 		return err
+	}
+	if durable {
+		return syncDir(filepath.Dir(path))
+	}
+	return nil
+}
+
+// writeFile is os.WriteFile with an fsync before the close when durable.
+func writeFile(path string, data []byte, perm os.FileMode, durable bool) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil && durable {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }
@@ -95,11 +124,29 @@ func readJSON(path string, v any) error {
 	return nil
 }
 
+// syncDir makes dir's entries durable (the names created, renamed or
+// removed in it).
 func syncDir(dir string) error {
 	f, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	return f.Sync()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// syncDirs is syncDir of each dir, when durable.
+func syncDirs(durable bool, dirs ...string) error {
+	if !durable {
+		return nil
+	}
+	for _, d := range dirs {
+		if err := syncDir(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -55,7 +55,10 @@ type Options struct {
 	MaxImageBytes int64
 	MaxEntries    int64
 	MaxRatio      int64
-	// Sync makes published layers durable with syncfs before rename.
+	// Sync makes everything the store publishes durable before it becomes
+	// visible, and all of an image durable before Create returns (see
+	// doc.go). Off, a power cut may lose or damage what was published
+	// since the filesystem last flushed its log.
 	Sync   bool
 	Logger *slog.Logger
 	// DeferReclaim makes Delete move the image aside and return, leaving
@@ -277,8 +280,17 @@ func (s *Store) initLayout(ctx context.Context) error {
 	if err := readJSON(s.metaPath(), &s.meta); err == nil {
 		return s.checkMapping()
 	}
-	if err := writeJSONAtomic(s.metaPath(), &m, 0o644); err != nil {
+	if err := writeJSONAtomic(s.metaPath(), &m, 0o644, true); err != nil {
 		return fmt.Errorf("store %s: write meta: %w", s.root, err)
+	}
+	// The layout dirs are names in the root, and the root a name in its
+	// parent: both durable with the meta (the parent best effort: the
+	// owner may not be allowed to open it).
+	if err := syncDirs(s.opts.Sync, s.root); err != nil {
+		return fmt.Errorf("store %s: %w", s.root, err)
+	}
+	if s.opts.Sync {
+		syncDir(filepath.Dir(s.root))
 	}
 	s.meta = m
 	return nil

@@ -41,6 +41,12 @@ func TestMain(m *testing.M) {
 
 func testStore(t testing.TB) *Store {
 	t.Helper()
+	return testStoreWith(t, Options{})
+}
+
+// testStoreWith is testStore with opts (mapping and worker filled in).
+func testStoreWith(t testing.TB, opts Options) *Store {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("store tests run the worker with a root-written mapping: run as root (make test does)")
 	}
@@ -54,9 +60,8 @@ func testStore(t testing.TB) *Store {
 	// The namespace's root must be able to reach the store.
 	os.Chmod(dir, 0o755)
 	os.Chmod(filepath.Dir(dir), 0o755)
-	st, err := Open(context.Background(), filepath.Join(dir, "store"), Options{
-		UIDMappings: maps, GIDMappings: maps, WorkerExe: exe, WorkerArgs: []string{"__worker"},
-	})
+	opts.UIDMappings, opts.GIDMappings, opts.WorkerExe, opts.WorkerArgs = maps, maps, exe, []string{"__worker"}
+	st, err := Open(context.Background(), filepath.Join(dir, "store"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,14 +259,20 @@ func TestDuplicatePathsAreUnpackedAndChecked(t *testing.T) {
 	if err != nil || string(got) != "second" {
 		t.Fatalf("f = %q, %v; want the last entry's content", got, err)
 	}
-	rep, err := st.Check(ctx, false)
-	if err != nil || !rep.Healthy {
-		t.Fatalf("check after duplicate paths: %+v, %v", rep, err)
+	// --quick too: the last entry of a path gives its size, and a file
+	// that replaced a dir hides what the dir held.
+	for _, quick := range []bool{false, true} {
+		rep, err := st.Check(ctx, CheckOptions{Quick: quick})
+		if err != nil || !rep.Healthy {
+			t.Fatalf("check (quick %v) after duplicate paths: %+v, %v", quick, rep, err)
+		}
 	}
 	// The file list is still checked for a layer whose bytes cannot be.
 	os.WriteFile(filepath.Join(st.layerDir(top), "diff", "extra"), []byte("x"), 0o644)
-	if rep, err = st.Check(ctx, false); err != nil || rep.Healthy {
-		t.Fatalf("check missed an extra file in an unverifiable layer: %+v, %v", rep, err)
+	for _, quick := range []bool{false, true} {
+		if rep, err := st.Check(ctx, CheckOptions{Quick: quick}); err != nil || rep.Healthy {
+			t.Fatalf("check (quick %v) missed an extra file in an unverifiable layer: %+v, %v", quick, rep, err)
+		}
 	}
 }
 

@@ -40,6 +40,9 @@ type workerRequest struct {
 	// runWorker for why that cannot deadlock.
 	Parallel int  `json:"parallel,omitempty"`
 	Sync     bool `json:"sync,omitempty"`
+	// Quick makes Verify compare file sizes with the tar-split metadata
+	// instead of reassembling each layer (check --quick).
+	Quick bool `json:"quick,omitempty"`
 }
 
 // unpackJob unpacks one layer stream (fd FD) into Diff, an empty dir
@@ -202,6 +205,11 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 	}
 	if req.Squash != nil {
 		n, err := squash(ctx, req.Squash, opts)
+		if err == nil && req.Sync {
+			// The squashed layer is published by rename like any other:
+			// its contents must be on disk first.
+			err = syncFS(req.Squash.Diff)
+		}
 		resp.Squash = &squashResult{Bytes: n}
 		if err != nil {
 			resp.Squash.Error, resp.Squash.Code = err.Error(), workerErrorCode(err)
@@ -209,7 +217,11 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 	}
 	for _, v := range req.Verify {
 		msg := ""
-		if err := verifyLayer(ctx, v); err != nil {
+		verify := verifyLayer
+		if req.Quick {
+			verify = quickVerifyLayer
+		}
+		if err := verify(ctx, v); err != nil {
 			msg = err.Error()
 		}
 		resp.Verify = append(resp.Verify, msg)

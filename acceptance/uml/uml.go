@@ -20,7 +20,9 @@
 //
 // The script runs with /bin/sh as root; its stdout and stderr go to a file
 // in the work dir (written through hostfs and synced before power-off), so
-// the host reads them apart from kernel console messages.
+// the host reads them apart from kernel console messages. Its fd 3 is the
+// console, which the host sees at once: what a guest that will be cut
+// (Options.Cut) must report goes there.
 package uml
 
 import (
@@ -48,6 +50,24 @@ type Options struct {
 	Timeout      time.Duration // whole boot, default 5 minutes
 	WorkDir      string        // host dir the guest sees at the same path, default t.TempDir()
 	Env          map[string]string
+	// Disk, if set, is the XFS image to attach: made on the first boot
+	// that names it, kept afterwards, so a later boot finds what an
+	// earlier one left (after a Cut, through XFS log recovery).
+	Disk string
+	// Cut, if set, pulls the plug: see Cut.
+	Cut *Cut
+}
+
+// Cut is a power cut: once the console shows Marker (the script writes
+// it to fd 3, the console), wait Delay and SIGKILL every host process of
+// the guest. What the guest wrote to its disk by then is in the image file
+// (ubd writes it with plain pwrite, not O_SYNC, so it sits in the host's
+// page cache, which outlives the guest as a disk's contents outlive a
+// power cut); the guest's own page cache, dirty data and the XFS log
+// buffers still in memory are lost.
+type Cut struct {
+	Marker string
+	Delay  time.Duration
 }
 
 // Result is what a guest run produced.
@@ -58,6 +78,9 @@ type Result struct {
 	BootTime time.Duration // from starting linux.uml to the script starting
 	Duration time.Duration // the whole run, until linux.uml exited
 	WorkDir  string
+	// CutAt is when the power was cut, from the start (0: no cut, the
+	// guest ran to its end). A cut guest has no exit status: ExitCode -1.
+	CutAt time.Duration
 }
 
 // Markers the init script prints on the console.
@@ -174,11 +197,16 @@ func Boot(ctx context.Context, t testing.TB, script string, opts Options) (*Resu
 			return nil, err
 		}
 	}
-	img := filepath.Join(w, "xfs.img")
-	if err := makeXFSImage(ctx, mkfs, img, opts.DiskBytes); err != nil {
-		return nil, err
+	img := opts.Disk
+	if img == "" {
+		img = filepath.Join(w, "xfs.img")
+		defer os.Remove(img)
 	}
-	defer os.Remove(img)
+	if _, err := os.Stat(img); opts.Disk == "" || errors.Is(err, os.ErrNotExist) {
+		if err := makeXFSImage(ctx, mkfs, img, opts.DiskBytes); err != nil {
+			return nil, err
+		}
+	}
 	img2 := filepath.Join(w, "xfs2.img")
 	if opts.SecondDisk {
 		if err := makeXFSImage(ctx, mkfs, img2, opts.DiskBytes); err != nil {
@@ -216,7 +244,10 @@ func Boot(ctx context.Context, t testing.TB, script string, opts Options) (*Resu
 	cmd.Dir = w
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR=/dev/shm", "HOME=" + w}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	con := &console{begin: make(chan struct{})}
+	con := &console{begin: make(chan struct{}), cut: make(chan struct{})}
+	if opts.Cut != nil {
+		con.cutMarker = []byte(opts.Cut.Marker)
+	}
 	cmd.Stdout = con
 	cmd.Stderr = con
 	start := time.Now()
@@ -229,11 +260,25 @@ func Boot(ctx context.Context, t testing.TB, script string, opts Options) (*Resu
 	var waitErr error
 	timedOut := false
 	begin := con.begin
+	cutSeen := con.cut
+	if opts.Cut == nil {
+		cutSeen = nil
+	}
+	var cutTimer <-chan time.Time
 	for finished := false; !finished; {
 		select {
 		case <-begin:
 			res.BootTime = time.Since(start)
 			begin = nil
+		case <-cutSeen:
+			cutSeen = nil
+			cutTimer = time.After(opts.Cut.Delay)
+		case <-cutTimer:
+			// The plug: every host process of the guest at once.
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			res.CutAt = time.Since(start)
+			waitErr = <-done
+			finished = true
 		case waitErr = <-done:
 			finished = true
 		case <-ctx.Done():
@@ -249,6 +294,10 @@ func Boot(ctx context.Context, t testing.TB, script string, opts Options) (*Resu
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // leftovers, if any
 	if b, err := os.ReadFile(filepath.Join(w, "out.log")); err == nil {
 		res.Output = string(b)
+	}
+	if res.CutAt > 0 {
+		t.Logf("uml: boot %v, power cut at %v", res.BootTime.Round(time.Millisecond), res.CutAt.Round(time.Millisecond))
+		return res, nil
 	}
 	if timedOut {
 		return res, fmt.Errorf("UML guest timed out after %v; console tail:\n%s\noutput:\n%s", opts.Timeout, tail(res.Console, 3000), tail(res.Output, 3000))
@@ -310,7 +359,7 @@ if grep -q ' /etc overlay ' /proc/mounts && grep -q ' /run tmpfs ' /proc/mounts 
   mkdir -p /etc/taproot
   export UML_WORK=$W UML_MNT=$W/mnt UML_MNT2=$W/mnt2 UML_TMP=$W/tmp TMPDIR=$W/tmp HOME=$W/tmp
 %[3]s  echo %[4]s
-  cd $W/tmp && /bin/sh $W/script.sh >$W/out.log 2>&1
+  cd $W/tmp && /bin/sh $W/script.sh 3>&1 >$W/out.log 2>&1
   echo $? >$W/rc
 else
   echo "uml-init: refusing to run the script: /etc, /run or /sys is the host's" >$W/out.log
@@ -337,10 +386,13 @@ func tail(s string, n int) string {
 
 // console collects the guest console and signals the begin marker.
 type console struct {
-	mu    sync.Mutex
-	buf   bytes.Buffer
-	begin chan struct{}
-	seen  bool
+	mu        sync.Mutex
+	buf       bytes.Buffer
+	begin     chan struct{}
+	seen      bool
+	cutMarker []byte
+	cut       chan struct{}
+	cutSeen   bool
 }
 
 func (c *console) Write(p []byte) (int, error) {
@@ -350,6 +402,10 @@ func (c *console) Write(p []byte) (int, error) {
 	if !c.seen && bytes.Contains(c.buf.Bytes(), []byte(beginMarker)) {
 		c.seen = true
 		close(c.begin)
+	}
+	if len(c.cutMarker) > 0 && !c.cutSeen && bytes.Contains(c.buf.Bytes(), c.cutMarker) {
+		c.cutSeen = true
+		close(c.cut)
 	}
 	return len(p), nil
 }

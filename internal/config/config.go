@@ -33,10 +33,13 @@ type Create struct {
 	InsecureRegistries []string `toml:"insecure_registries"`
 	ParallelLayers     int      `toml:"parallel_layers"`
 	// Bounds on what a create unpacks (defaults below; 0 = no bound).
-	MaxLayerBytes         int64 `toml:"max_layer_bytes"`
-	MaxImageBytes         int64 `toml:"max_image_bytes"`
-	MaxLayerEntries       int64 `toml:"max_layer_entries"`
-	MaxCompressionRatio   int64 `toml:"max_compression_ratio"`
+	MaxLayerBytes       int64 `toml:"max_layer_bytes"`
+	MaxImageBytes       int64 `toml:"max_image_bytes"`
+	MaxLayerEntries     int64 `toml:"max_layer_entries"`
+	MaxCompressionRatio int64 `toml:"max_compression_ratio"`
+	// Sync (default true) makes every image durable before create prints
+	// it. false is for throwaway stores: a power cut may then lose images
+	// whose create had succeeded, or leave them damaged until check --repair.
 	Sync                  bool  `toml:"sync"`
 	DiskLimitSizeBytes    int64 `toml:"disk_limit_size_bytes"`
 	ExcludeImageFromQuota bool  `toml:"exclude_image_from_quota"`
@@ -106,14 +109,21 @@ func DefaultPath() string {
 	return filepath.Join(dir, "taproot", "config.toml")
 }
 
-// Load reads path. A missing file is an empty config unless required.
-func Load(path string, required bool) (Config, error) {
-	c := Config{Create: Create{
+// Default is the config when no file sets anything.
+func Default() Config {
+	return Config{Create: Create{
 		MaxLayerBytes:       DefaultMaxLayerBytes,
 		MaxImageBytes:       DefaultMaxImageBytes,
 		MaxLayerEntries:     DefaultMaxLayerEntries,
 		MaxCompressionRatio: DefaultMaxCompressionRatio,
+		Sync:                true,
 	}}
+}
+
+// Load reads path over Default. A missing file is the default unless
+// required.
+func Load(path string, required bool) (Config, error) {
+	c := Default()
 	if path == "" {
 		return c, nil
 	}

@@ -51,3 +51,34 @@ threshold_bytes = 100
 		t.Fatal("missing required config accepted")
 	}
 }
+
+// Durability is the default: only an explicit sync = false turns it off.
+func TestSyncDefault(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		body string
+		want bool
+	}{
+		{"", true},
+		{"[create]\nparallel_layers = 2\n", true},
+		{"[create]\nsync = false\n", false},
+		{"[create]\nsync = true\n", true},
+	} {
+		p := filepath.Join(dir, "c.toml")
+		if err := os.WriteFile(p, []byte(tc.body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(p, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Create.Sync != tc.want {
+			t.Errorf("config %q: sync = %v, want %v", tc.body, c.Create.Sync, tc.want)
+		}
+	}
+	for _, path := range []string{"", filepath.Join(dir, "missing.toml")} {
+		if c, err := Load(path, false); err != nil || !c.Create.Sync {
+			t.Errorf("no config file (%q): sync = %v, %v; want true", path, c.Create.Sync, err)
+		}
+	}
+}
