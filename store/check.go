@@ -283,27 +283,8 @@ func (s *Store) idle(name string) bool {
 // (allowing the parents the unpacker creates and the device a whiteout
 // becomes).
 func extraFiles(diffDir string, tarSplitGz io.Reader) ([]string, error) {
-	zr, err := gzip.NewReader(tarSplitGz)
-	if err != nil {
-		return nil, err
-	}
 	known := map[string]bool{".": true}
-	up := unpacker.NewEntryReader(zr)
-	for {
-		e, err := up.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		if e.Type != storage.FileType {
-			continue
-		}
-		name := path.Clean("/" + e.GetName())[1:]
-		if name == "" {
-			continue
-		}
+	err := forEachFileEntry(tarSplitGz, func(name string, _ *storage.Entry) {
 		dir, base := path.Split(name)
 		if base == ".wh..wh..opq" {
 			name = path.Clean(dir)
@@ -313,6 +294,9 @@ func extraFiles(diffDir string, tarSplitGz io.Reader) ([]string, error) {
 		for p := name; p != "." && p != "/" && !known[p]; p = path.Dir(p) {
 			known[p] = true
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	var extra []string
 	// Through directory fds: a layer's paths may be longer than PATH_MAX.
@@ -373,6 +357,31 @@ func (s *Store) staleLockFiles() []string {
 	return stale
 }
 
+// forEachFileEntry calls fn with the cleaned name of every file entry of a
+// layer's tar-split metadata, in tar order.
+func forEachFileEntry(tarSplitGz io.Reader, fn func(name string, e *storage.Entry)) error {
+	zr, err := gzip.NewReader(tarSplitGz)
+	if err != nil {
+		return err
+	}
+	up := unpacker.NewEntryReader(zr)
+	for {
+		e, err := up.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if e.Type != storage.FileType {
+			continue
+		}
+		if name := path.Clean("/" + e.GetName())[1:]; name != "" {
+			fn(name, e)
+		}
+	}
+}
+
 // quickVerifyLayer checks that every file with content in a layer's
 // tar-split metadata has the size its last entry gives (a path may be
 // named twice; the last entry wins, as when unpacking), and that the dir
@@ -387,34 +396,18 @@ func quickVerifyLayer(ctx context.Context, l layerRef) error {
 		return err
 	}
 	defer ts.Close()
-	zr, err := gzip.NewReader(ts)
-	if err != nil {
-		return fmt.Errorf("tar-split metadata: %w", err)
-	}
 	sizes := map[string]int64{}
 	last := map[string]int{} // index of the last entry naming each path
 	var order []string
-	up := unpacker.NewEntryReader(zr)
-	for {
-		e, err := up.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("tar-split metadata: %w", err)
-		}
-		if e.Type != storage.FileType {
-			continue
-		}
-		name := path.Clean("/" + e.GetName())[1:]
-		if name == "" {
-			continue
-		}
+	err = forEachFileEntry(ts, func(name string, e *storage.Entry) {
 		if _, ok := sizes[name]; !ok {
 			order = append(order, name)
 		}
 		sizes[name] = e.Size
 		last[name] = e.Position
+	})
+	if err != nil {
+		return fmt.Errorf("tar-split metadata: %w", err)
 	}
 	// replaced says whether a later entry named a parent of name (a dir
 	// that a file replaced): then name is rightly not on disk.
@@ -432,7 +425,6 @@ func quickVerifyLayer(ctx context.Context, l layerRef) error {
 		return &os.PathError{Op: "open", Path: diff, Err: err}
 	}
 	defer unix.Close(root)
-	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC, Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS}
 	for i, name := range order {
 		want := sizes[name]
 		if want == 0 {
@@ -443,20 +435,12 @@ func quickVerifyLayer(ctx context.Context, l layerRef) error {
 				return err
 			}
 		}
-		fd, err := unix.Openat2(root, name, &how)
-		for err == unix.EINTR || err == unix.EAGAIN {
-			fd, err = unix.Openat2(root, name, &how)
-		}
+		// Beneath the layer dir, no symlink followed, any path length.
+		st, err := unpacker.LstatBeneath(root, name)
 		if err != nil {
 			if (err == unix.ENOENT || err == unix.ENOTDIR) && replaced(name) {
 				continue
 			}
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		var st unix.Stat_t
-		err = unix.Fstat(fd, &st)
-		unix.Close(fd)
-		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		if st.Mode&unix.S_IFMT != unix.S_IFREG {

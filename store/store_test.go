@@ -383,3 +383,23 @@ func TestWorkerErrorsKeepTheirClass(t *testing.T) {
 		t.Errorf("unknown code: %#v", err)
 	}
 }
+
+func TestQuickCheckPassesLongPaths(t *testing.T) {
+	st := testStore(t)
+	ctx := context.Background()
+	// 20 components of 240 bytes: a path of 4.8 KiB, past PATH_MAX.
+	var p string
+	for i := 0; i < 20; i++ {
+		p += strings.Repeat(string(rune('a'+i)), 240) + "/"
+	}
+	l := &fakeLayer{data: layerTar(t, entry{name: p + "f", body: "deep"})}
+	if _, err := st.Create(ctx, CreateRequest{ID: "deep", Layers: []Layer{l.layer()}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, quick := range []bool{true, false} {
+		rep, err := st.Check(ctx, CheckOptions{Quick: quick})
+		if err != nil || !rep.Healthy {
+			t.Errorf("check (quick %v) of a layer with a 4.8 KiB path: %+v %v", quick, rep, err)
+		}
+	}
+}

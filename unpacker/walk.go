@@ -334,3 +334,18 @@ func dropWhiteoutsBelow(dirfd int, name, rel string, opaque bool) error {
 	}
 	return nil
 }
+
+// LstatBeneath stats rel beneath the directory rootfd without following
+// any symlink on the way or at the end, for a path of any length (the
+// parent is walked one component at a time past PATH_MAX). It is how the
+// store looks at a layer dir that container root writes.
+func LstatBeneath(rootfd int, rel string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	fd, err := openLong(rootfd, rel, unix.O_PATH|unix.O_NOFOLLOW)
+	if err != nil {
+		return st, err
+	}
+	defer unix.Close(fd)
+	err = unix.Fstat(fd, &st)
+	return st, err
+}
