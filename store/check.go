@@ -400,10 +400,17 @@ func quickVerifyLayer(ctx context.Context, l layerRef) error {
 	last := map[string]int{} // index of the last entry naming each path
 	var order []string
 	err = forEachFileEntry(ts, func(name string, e *storage.Entry) {
+		size := e.Size
+		// A whiteout of a path (".wh.x") is that path's last word when it
+		// comes after the path's entries: on disk x is a whiteout, with no
+		// content (the layer removed what it had written there).
+		if dir, base := path.Split(name); strings.HasPrefix(base, ".wh.") && base != ".wh..wh..opq" {
+			name, size = path.Join(dir, strings.TrimPrefix(base, ".wh.")), 0
+		}
 		if _, ok := sizes[name]; !ok {
 			order = append(order, name)
 		}
-		sizes[name] = e.Size
+		sizes[name] = size
 		last[name] = e.Position
 	})
 	if err != nil {

@@ -403,3 +403,25 @@ func TestQuickCheckPassesLongPaths(t *testing.T) {
 		}
 	}
 }
+
+func TestQuickCheckPassesSameLayerWhiteouts(t *testing.T) {
+	st := testStore(t)
+	ctx := context.Background()
+	// The layer writes a file and a dir with content, then whites both out.
+	l := &fakeLayer{data: layerTar(t,
+		entry{name: "a", body: "gone"},
+		entry{name: "d/", typ: tar.TypeDir},
+		entry{name: "d/f", body: "gone too"},
+		entry{name: ".wh.a", typ: tar.TypeReg},
+		entry{name: ".wh.d", typ: tar.TypeReg},
+		entry{name: "kept", body: "here"})}
+	if _, err := st.Create(ctx, CreateRequest{ID: "w", Layers: []Layer{l.layer()}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, quick := range []bool{true, false} {
+		rep, err := st.Check(ctx, CheckOptions{Quick: quick})
+		if err != nil || !rep.Healthy {
+			t.Errorf("check (quick %v) of a layer whiting out its own content: %+v %v", quick, rep, err)
+		}
+	}
+}
