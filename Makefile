@@ -13,6 +13,10 @@ SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 MANDIR ?= $(PREFIX)/share/man
 DOCDIR ?= $(PREFIX)/share/doc/taproot
 
+# The systemd units install puts in SYSTEMDUNITDIR and uninstall removes.
+UNITS = taproot-clean.service taproot-clean.timer taproot-clean@.service taproot-clean@.timer \
+	taproot-check.service taproot-check@.service
+
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/acceptance')
 FUZZTIME ?= 30s
 SOAK_COUNT ?= 5
@@ -112,15 +116,14 @@ install-check:
 uninstall:
 	@if [ -e $(DESTDIR)$(PREFIX)/bin/taproot ] && dpkg-query --admindir=$(DPKG_ADMINDIR) -S $(PREFIX)/bin/taproot >/dev/null 2>&1; then \
 		echo "make uninstall: $(PREFIX)/bin/taproot belongs to the taproot .deb: remove it with apt-get remove taproot (as root)" >&2; exit 1; fi
-	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl disable --now taproot-clean.timer >/dev/null 2>&1 || true; fi
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl disable --now taproot-clean.timer taproot-check.service >/dev/null 2>&1 || true; fi
 	rm -f $(DESTDIR)$(PREFIX)/bin/taproot $(DESTDIR)$(PREFIX)/bin/taproot-quota
 	rm -f $(DESTDIR)$(MANDIR)/man1/taproot.1 $(DESTDIR)$(MANDIR)/man1/taproot.1.gz \
 		$(DESTDIR)$(MANDIR)/man1/taproot-*.1 $(DESTDIR)$(MANDIR)/man1/taproot-*.1.gz
 	rm -f $(DESTDIR)$(PREFIX)/share/bash-completion/completions/taproot \
 		$(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_taproot \
 		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/taproot.fish
-	for u in taproot-clean.service taproot-clean.timer taproot-clean@.service taproot-clean@.timer; do \
-		rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; done
+	for u in $(UNITS); do rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; done
 	rm -f $(DESTDIR)$(SYSCONFDIR)/cron.d/taproot
 	rm -rf $(DESTDIR)$(DOCDIR)
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
@@ -141,8 +144,7 @@ install-files:
 	$(BIN)/taproot completion bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/taproot
 	$(BIN)/taproot completion zsh > $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_taproot
 	$(BIN)/taproot completion fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/taproot.fish
-	for u in taproot-clean.service taproot-clean.timer taproot-clean@.service taproot-clean@.timer \
-		taproot-check.service taproot-check@.service; do \
+	for u in $(UNITS); do \
 		sed 's|@BINDIR@|$(PREFIX)/bin|g' packaging/systemd/$$u > $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; \
 		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; done
 	sed 's|@BINDIR@|$(PREFIX)/bin|g' packaging/cron/taproot > $(DESTDIR)$(SYSCONFDIR)/cron.d/taproot
