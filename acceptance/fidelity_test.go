@@ -28,16 +28,18 @@ import (
 // make directories opaque, turn a symlink into a directory and back, and
 // hold paths longer than PATH_MAX (4 KiB), in the squashed part and above
 // it, and layers whose tar cannot be rebuilt from disk (a path with content
-// twice, content its own layer whites out) in the squashed part. The container's view in runc must equal, file by file (type, mode,
-// owner, content or target), the layers applied one after another to an
-// in-memory tree. umoci is not installed here, so it is not used as a second
-// reference; the model is written from the image spec's rules and does not
-// share code with the unpacker.
+// twice, content its own layer whites out) in the squashed part. The
+// container's view in runc must equal, file by file (type, mode, owner,
+// content or target), the layers applied one after another to an in-memory
+// tree; the model is written from the image spec's rules and does not share
+// code with the unpacker. umoci unpack is a second, independent reference
+// (owners aside, and without the long paths, which it refuses): see the end
+// of the test for how its whiteout rule differs from taproot's.
 func TestDeepImageFidelity(t *testing.T) {
 	need(t)
 	t.Parallel()
 	const n = 520
-	lister := buildTreelist(t)
+	lister, listerPath := buildTreelist(t)
 
 	// 17 names of 240 bytes (4.1 KiB) in the squashed part, 34 (8.2 KiB)
 	// above it; each directory also holds a name of 255 bytes (NAME_MAX).
@@ -51,7 +53,13 @@ func TestDeepImageFidelity(t *testing.T) {
 	longAt := map[int]int{100: 17, n - 8: 34}
 	const unverifiableAt = n - 3
 	recreates := map[int]bool{} // layers that remove and recreate a dir
-	var layers []ib.Layer
+	// umoci 0.4.7 refuses paths past PATH_MAX (its mkdirall gets
+	// ENAMETOOLONG at the 17th component of long-100), so it unpacks the
+	// same layers without the long-* entries (short); everything else,
+	// the same-layer remove-and-recreate and the symlink/dir flips, is in
+	// both images.
+	isLong := func(e ib.Entry) bool { return strings.HasPrefix(e.Path, "long-") }
+	var layers, short []ib.Layer
 	for i := 1; i <= n; i++ {
 		e := []ib.Entry{ib.Dir("layers"), ib.File(fmt.Sprintf("layers/%03d", i), fmt.Sprintf("%d\n", i))}
 		d := fmt.Sprintf("d%d", (i/10)%4)
@@ -109,8 +117,10 @@ func TestDeepImageFidelity(t *testing.T) {
 			e = append(e, ib.Dir("hl"), ib.File("hl/a", "A\n"), ib.Hardlink("hl/b", "hl/a"), ib.File("hl/a", "A2\n"), ib.Hardlink("hl/c", "hl/a"))
 		}
 		layers = append(layers, layer(e...))
+		short = append(short, layer(slices.DeleteFunc(slices.Clone(e), isLong)...))
 	}
-	layers = append(layers, layer(ib.Entry{Kind: ib.KindFile, Path: "treelist", Content: lister, Mode: 0o755}))
+	top := layer(ib.Entry{Kind: ib.KindFile, Path: "treelist", Content: lister, Mode: 0o755})
+	layers, short = append(layers, top), append(short, top)
 
 	start := time.Now()
 	ref, b := pushImage(t, "fidelity", busyboxImage(layers...))
@@ -151,15 +161,7 @@ func TestDeepImageFidelity(t *testing.T) {
 		t.Fatalf("the events do not straddle the squash (first kept layer %d): fix the test's layout", firstKept)
 	}
 
-	var tars [][]byte
-	for _, l := range append([]ib.Layer{h.baseLayer}, layers...) {
-		raw, err := l.Tar()
-		if err != nil {
-			t.Fatal(err)
-		}
-		tars = append(tars, raw)
-	}
-	want := applySequentially(t, tars, "proc", "dev", "sys")
+	want := applySequentially(t, wholePath, layerTars(t, layers), "proc", "dev", "sys")
 	got := lines(sh(t, store, frag, "/treelist / proc dev sys"))
 	sort.Strings(got)
 	if d := diffLines(want, got); d != "" {
@@ -174,10 +176,112 @@ func TestDeepImageFidelity(t *testing.T) {
 	if r := taproot(t, store, "check"); r.code != 0 {
 		t.Errorf("taproot check:\n%s", r)
 	}
+
+	// umoci as a second reference, independent of taproot and of the
+	// model's code: it unpacks the image without the long paths (short).
+	// Owners are left out of these comparisons (rootless umoci makes every
+	// file the test user's); type, mode, content and link target are
+	// compared. umoci follows the spec's wording for a whiteout after its
+	// own layer's entries (lowerOnly); taproot deletes them (wholePath).
+	// So umoci must equal the lowerOnly model, and runc's view must equal
+	// umoci's with exactly the paths where the two rules differ swapped:
+	// any other difference between umoci and taproot fails.
+	ustart := time.Now()
+	u := umociView(t, listerPath, busyboxImage(short...), "proc", "dev", "sys")
+	t.Logf("umoci: unpacked and listed %d entries in %v", len(u), time.Since(ustart).Round(time.Millisecond))
+	shortTars := layerTars(t, short)
+	specLower := withoutOwners(applySequentially(t, lowerOnly, shortTars, "proc", "dev", "sys"))
+	if d := diffLines(specLower, u); d != "" {
+		t.Errorf("umoci's view differs from the layers (without long-*) applied in order, whiteouts hiding lower layers only (- want, + umoci):\n%s", d)
+	}
+	seqShort := withoutOwners(applySequentially(t, wholePath, shortTars, "proc", "dev", "sys"))
+	onlyLower, onlyWhole := minus(specLower, seqShort), minus(seqShort, specLower)
+	t.Logf("the whiteout rules differ on %d lines (lowerOnly keeps %q; wholePath has %q)", len(onlyLower)+len(onlyWhole), onlyLower, onlyWhole)
+	// The layers that white out their own entries (495's d1/pre-495, 160's
+	// uv2/f, uv and uv/f of layer unverifiableAt) must show the difference,
+	// or this part tests nothing.
+	if len(onlyLower) < 4 {
+		t.Errorf("the whiteout rules differ on only %d lines of umoci's image: the layers no longer white out their own entries", len(onlyLower))
+	}
+	gotShort := withoutOwners(slices.DeleteFunc(slices.Clone(got), func(l string) bool { return strings.HasPrefix(l, `"long-`) }))
+	if d := diffLines(append(minus(u, onlyLower), onlyWhole...), gotShort); d != "" {
+		t.Errorf("the container's view (without long-*) differs from umoci's beyond the whiteout rule (- umoci with the rule swapped, + runc):\n%s", d)
+	}
+	t.Logf("the umoci comparison took %v", time.Since(ustart).Round(time.Millisecond))
 }
 
-// buildTreelist builds acceptance/cmd/treelist as a static binary.
-func buildTreelist(t *testing.T) []byte {
+// minus returns the lines of a not in b.
+func minus(a, b []string) []string {
+	in := map[string]bool{}
+	for _, l := range b {
+		in[l] = true
+	}
+	var out []string
+	for _, l := range a {
+		if !in[l] {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// layerTars returns the uncompressed tars of the busybox layer and layers.
+func layerTars(t *testing.T, layers []ib.Layer) [][]byte {
+	t.Helper()
+	var tars [][]byte
+	for _, l := range append([]ib.Layer{h.baseLayer}, layers...) {
+		raw, err := l.Tar()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tars = append(tars, raw)
+	}
+	return tars
+}
+
+// umociView writes img as an OCI layout, unpacks it with `umoci unpack
+// --rootless` as the test user and lists the rootfs with treelist, owners
+// left out (withoutOwners).
+func umociView(t *testing.T, treelist string, img ib.Image, skip ...string) []string {
+	t.Helper()
+	if _, err := exec.LookPath("umoci"); err != nil {
+		t.Fatalf("umoci is not installed: run scripts/deps.sh")
+	}
+	dir := testDir(t, "layouts")
+	if _, err := ib.WriteLayout(dir, "latest", img); err != nil {
+		t.Fatal(err)
+	}
+	bundle := filepath.Join(testDir(t, "bundles"), "bundle")
+	r := execute(t, 2*time.Minute, asUser("umoci", "unpack", "--rootless", "--image", dir+":latest", bundle))
+	t.Logf("umoci unpack: exit %d in %v", r.code, r.dur.Round(time.Millisecond))
+	if r.code != 0 {
+		t.Fatalf("umoci unpack:\n%s", r)
+	}
+	r = execute(t, time.Minute, append([]string{treelist, filepath.Join(bundle, "rootfs")}, skip...))
+	if r.code != 0 {
+		t.Fatalf("treelist of umoci's rootfs:\n%s", r)
+	}
+	got := withoutOwners(lines(r.stdout))
+	sort.Strings(got)
+	return got
+}
+
+// withoutOwners drops the uid:gid field of treelist lines: umoci --rootless
+// makes every file the unpacking user's.
+func withoutOwners(in []string) []string {
+	var out []string
+	for _, l := range in {
+		if f := strings.Split(l, "\t"); len(f) == 5 {
+			l = strings.Join(append(f[:3:3], f[4:]...), "\t")
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// buildTreelist builds acceptance/cmd/treelist as a static binary; it
+// returns the binary and its path.
+func buildTreelist(t *testing.T) ([]byte, string) {
 	t.Helper()
 	out := filepath.Join(testDir(t, "bundles"), "treelist")
 	cmd := exec.Command("go", "build", "-o", out, "./acceptance/cmd/treelist")
@@ -190,7 +294,7 @@ func buildTreelist(t *testing.T) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return data
+	return data, out
 }
 
 type seqNode struct {
@@ -200,14 +304,31 @@ type seqNode struct {
 	extra    string // sha256 of the content, or the symlink target
 }
 
+// whiteoutRule is what ".wh.NAME" deletes of what its own layer wrote
+// before it at NAME or below.
+type whiteoutRule int
+
+const (
+	// wholePath: NAME and everything below it, whichever layer wrote it
+	// (taproot's rule, unpacker/doc.go: the layer applied entry by entry).
+	wholePath whiteoutRule = iota
+	// lowerOnly: only what lower layers have there; the layer's own
+	// entries (and the parents they imply) stay. This is the image spec's
+	// wording (layer.md, Whiteouts: "Whiteout files MUST only apply to
+	// resources in lower/parent layers. Files that are present in the same
+	// layer as a whiteout file can only be hidden by whiteout files in
+	// subsequent layers.") and what umoci 0.4.7 does (its "upperPaths").
+	lowerOnly
+)
+
 // applySequentially applies layer tars one after another to an in-memory
-// tree, by the image spec's rules: an entry replaces what is at its path
-// (a directory over a directory takes the entry's metadata and keeps the
-// children), missing parents are made 0755 0:0, ".wh.NAME" deletes NAME
-// whatever wrote it, and ".wh..wh..opq" deletes what lower layers have in
-// its directory while its own layer's entries stay. It returns the tree in
-// treelist's format, sorted, without the top-level names in skip.
-func applySequentially(t *testing.T, tars [][]byte, skip ...string) []string {
+// tree: an entry replaces what is at its path (a directory over a
+// directory takes the entry's metadata and keeps the children), missing
+// parents are made 0755 0:0, ".wh.NAME" deletes NAME by the rule, and
+// ".wh..wh..opq" deletes what lower layers have in its directory while its
+// own layer's entries stay. It returns the tree in treelist's format,
+// sorted, without the top-level names in skip.
+func applySequentially(t *testing.T, rule whiteoutRule, tars [][]byte, skip ...string) []string {
 	t.Helper()
 	tree := map[string]*seqNode{}
 	remove := func(p string) {
@@ -249,7 +370,16 @@ func applySequentially(t *testing.T, tars [][]byte, skip ...string) []string {
 				continue
 			}
 			if target, ok := strings.CutPrefix(base, ".wh."); ok {
-				remove(path.Join(dir, target))
+				wp := path.Join(dir, target)
+				if rule == wholePath {
+					remove(wp)
+					continue
+				}
+				for q := range tree {
+					if (q == wp || strings.HasPrefix(q, wp+"/")) && !written[q] {
+						delete(tree, q)
+					}
+				}
 				continue
 			}
 			for q := p; q != "."; q = path.Dir(q) {

@@ -13,6 +13,7 @@ packages=(
 	xfsprogs         # mkfs.xfs, xfs_quota for the quota tests
 	user-mode-linux  # kernel with XFS quota for the quota tests (acceptance/uml)
 	skopeo           # inspecting images by hand
+	umoci            # second reference unpacker in acceptance/fidelity_test.go (0.4.7 on Debian 12)
 	jq               # the runc recipe in docs/runtimes.md merges the fragment with it
 	util-linux       # setpriv, unshare, mountpoint
 	iproute2
