@@ -3,6 +3,7 @@ package fetcher
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -42,30 +43,37 @@ type cachedSource struct {
 	hits map[digest.Digest]bool // served from the cache
 }
 
-func (f *Fetcher) newCachedSource(ctx context.Context, sys *types.SystemContext, ref Reference) *cachedSource {
+// newCachedSource fails only when the HEAD of a tag got no answer within
+// the timeout: asking again the usual way would double the wait.
+func (f *Fetcher) newCachedSource(ctx context.Context, sys *types.SystemContext, ref Reference) (*cachedSource, error) {
 	c := &cachedSource{f: f, ref: ref, sys: sys, cache: f.opts.Cache, hits: map[digest.Digest]bool{}}
 	named := ref.imgRef.DockerReference()
 	reg, err := sysregistriesv2.FindRegistry(sys, named.Name())
 	if err != nil || (reg != nil && reg.Blocked) {
 		// Let the registry source report the configuration error or the block.
-		return c
+		return c, nil
 	}
 	if d, ok := named.(reference.Digested); ok {
 		c.top = d.Digest()
-		return c
+		return c, nil
 	}
 	tagged, ok := named.(reference.Tagged)
 	plain := f.isInsecure(ref.Registry) || (reg != nil && reg.Insecure)
 	direct := reg == nil || (len(reg.Mirrors) == 0 && reg.Location == reg.Prefix)
 	if ok && plain && direct {
 		d, err := f.headManifest(ctx, ref, reference.Path(named), tagged.Tag())
-		if err != nil {
+		switch {
+		case err != nil && (errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil):
+			return nil, fmt.Errorf("reading manifest: %w", err)
+		case err != nil:
 			f.log.Debug("manifest HEAD failed; asking the registry the usual way", "ref", ref.String(), "error", err)
-		} else if _, ok := c.get(d); ok {
-			c.top = d
+		default:
+			if _, ok := c.get(d); ok {
+				c.top = d
+			}
 		}
 	}
-	return c
+	return c, nil
 }
 
 // headManifest asks a registry configured as insecure for the digest of a

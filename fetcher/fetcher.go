@@ -243,7 +243,9 @@ func (f *Fetcher) openOnce(ctx context.Context, sys *types.SystemContext, pc *si
 	var src types.ImageSource
 	var cs *cachedSource
 	if ref.Kind == Docker && f.opts.Cache != nil {
-		cs = f.newCachedSource(actx, sys, ref)
+		if cs, err = f.newCachedSource(actx, sys, ref); err != nil {
+			return nil, err
+		}
 		src = cs
 	} else {
 		src, err = ref.imgRef.NewImageSource(actx, sys)
