@@ -158,6 +158,27 @@ func TestWarmCreateNoNetwork(t *testing.T) {
 		}
 	})
 
+	t.Run("registries.conf-insecure", func(t *testing.T) {
+		conf := writeUserFile(t, "registries.conf", "[[registry]]\nlocation = \""+cc.addr+"\"\ninsecure = true\n")
+		global := withConfig(t, "registries_conf = \""+conf+"\"")
+		waitLog()
+		before := cc.conns.Load()
+		off := logSize(t)
+		mustCreate(t, tp(t, store, nil, global, "create", byTag, "conf-insecure"), "create by tag, insecure in registries.conf")
+		waitLog()
+		reqs, _ := regRequestsSince(t, off, repo)
+		if n := cc.conns.Load() - before; n != 1 || len(reqs) != 1 {
+			t.Errorf("warm create by tag, insecure in registries.conf: %d connections, requests %+v; want one", n, reqs)
+		}
+	})
+
+	t.Run("blocked", func(t *testing.T) {
+		// The cache does not get around a block.
+		conf := writeUserFile(t, "registries.conf", "[[registry]]\nlocation = \""+cc.addr+"\"\nblocked = true\n")
+		r := tp(t, store, nil, withConfig(t, "registries_conf = \""+conf+"\""), "create", "--insecure-registry", cc.addr, byDigest, "blocked")
+		mustFail(t, r, "warm create by digest from a blocked registry", "blocked")
+	})
+
 	t.Run("tampered-config", func(t *testing.T) {
 		p := filepath.Join(store, "meta", "blobs", "sha256", built.ConfigDigest.Encoded())
 		orig, err := os.ReadFile(p)
