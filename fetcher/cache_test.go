@@ -63,6 +63,12 @@ func TestCache(t *testing.T) {
 		t.Errorf("the other platform's manifest was fetched and cached")
 	}
 
+	// Manifests and config from the cache, layers (concurrently) from the
+	// registry source opened on demand.
+	src = mustOpen(t, f, byDigest)
+	checkBlobs(t, src)
+	src.Close()
+
 	reg.cmd.Process.Kill()
 	time.Sleep(100 * time.Millisecond)
 
