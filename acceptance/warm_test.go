@@ -179,6 +179,18 @@ func TestWarmCreateNoNetwork(t *testing.T) {
 		mustFail(t, r, "warm create by digest from a blocked registry", "blocked")
 	})
 
+	t.Run("tag-moved", func(t *testing.T) {
+		// The cache is by digest: a tag pushed again gives the new image.
+		_, moved := pushImage(t, name, busyboxImage(layer(ib.File("/etc/warm", "moved\n"))))
+		r := taproot(t, store, "create", "--insecure-registry", cc.addr, byTag, "moved")
+		if r.code != 0 {
+			t.Fatalf("create after the tag moved: %s", r)
+		}
+		if !strings.Contains(r.stdout, moved.ManifestDigest.String()) || strings.Contains(r.stdout, built.ManifestDigest.String()) {
+			t.Errorf("create after the tag moved: fragment does not name the new manifest %s:\n%s", moved.ManifestDigest, r.stdout)
+		}
+	})
+
 	t.Run("tampered-config", func(t *testing.T) {
 		p := filepath.Join(store, "meta", "blobs", "sha256", built.ConfigDigest.Encoded())
 		orig, err := os.ReadFile(p)
