@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -94,4 +96,28 @@ func (s *Store) CacheBlob(d digest.Digest, data []byte) error {
 		return err
 	}
 	return syncDirs(s.opts.Sync, dir)
+}
+
+// removeBlobDebris removes the temporary files of cache writes whose
+// process is gone (killed between write and rename).
+func (s *Store) removeBlobDebris() []string {
+	dir := filepath.Join(s.root, "meta", "blobs", "sha256")
+	entries, _ := os.ReadDir(dir)
+	var removed []string
+	for _, e := range entries {
+		rest, ok := strings.CutSuffix(e.Name(), ".tmp")
+		if !ok {
+			continue
+		}
+		_, pidStr, _ := strings.Cut(rest, ".")
+		pid, err := strconv.Atoi(pidStr)
+		if err == nil && pid > 0 && !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			continue // its writer may be alive
+		}
+		p := filepath.Join(dir, e.Name())
+		if os.Remove(p) == nil {
+			removed = append(removed, p)
+		}
+	}
+	return removed
 }

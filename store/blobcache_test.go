@@ -1,8 +1,12 @@
 package store
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -57,5 +61,29 @@ func TestBlobCache(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(p + ".*"); len(left) != 0 {
 		t.Errorf("temporary files left: %v", left)
+	}
+
+	// A write killed before its rename leaves <hex>.<pid>.tmp: debris once
+	// that process is gone, left alone while it lives.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	stale := p + "." + strconv.Itoa(dead.Process.Pid) + ".tmp"
+	live := p + "." + strconv.Itoa(os.Getpid()) + ".tmp"
+	for _, f := range []string{stale, live} {
+		if err := os.WriteFile(f, data[:3], 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removed, err := s.RemoveDebris(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(removed, stale) || exists(stale) {
+		t.Errorf("RemoveDebris = %v: %s not removed", removed, stale)
+	}
+	if !exists(live) || !exists(p) {
+		t.Errorf("RemoveDebris removed a live writer's file or the blob")
 	}
 }
