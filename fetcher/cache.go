@@ -83,7 +83,9 @@ func (f *Fetcher) newCachedSource(ctx context.Context, sys *types.SystemContext,
 // DockerInsecureSkipTLSVerify and a registries.conf insecure entry; it has
 // no setting to skip the probe). Any failure (an HTTPS-only registry, 401
 // for one that wants credentials, which are never sent here) falls back to
-// that path, costing this one request more.
+// that path, costing this one request more. Asking over plain HTTP first
+// gives a man in the middle nothing an insecure registry did not already
+// give: with verification off, HTTPS can be intercepted too.
 func (f *Fetcher) headManifest(ctx context.Context, ref Reference, repo, tag string) (digest.Digest, error) {
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
