@@ -34,6 +34,21 @@
 // exponential backoff; containers/image itself resumes blob bodies that break
 // mid-stream.
 //
+// # Cache
+//
+// With Options.Cache (the store), manifests and configs of docker
+// references are kept by digest and checked against it when read. A
+// reference by digest whose manifest (list and instance) and config are
+// cached opens with no request at all; the registry source is opened only
+// when a layer, a signature or a missing manifest is needed. A reference
+// by tag to a registry configured as insecure (Options.InsecureRegistries
+// or registries.conf insecure = true, with no mirrors and no rewritten
+// location) costs one anonymous HEAD of the manifest over plain HTTP; when
+// that manifest is cached, nothing more. Otherwise containers/image is
+// asked as without a cache (it probes HTTPS first even for an insecure
+// registry: it has no setting to skip the probe), and the config still
+// comes from the cache when the manifest names a cached one.
+//
 // # Policy
 //
 // Open checks every containers/image reference against policy.json

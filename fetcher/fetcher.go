@@ -68,6 +68,9 @@ type Options struct {
 	TempDir string
 	// Logger receives debug/warning messages; nil discards them.
 	Logger *slog.Logger
+	// Cache, if set, keeps the manifests and configs of docker references
+	// by digest (see Cache); nil means every Open asks the registry.
+	Cache Cache
 }
 
 // Fetcher opens images. It holds no global state; it is safe for concurrent use.
@@ -237,9 +240,18 @@ func (f *Fetcher) openOnce(ctx context.Context, sys *types.SystemContext, pc *si
 		}()
 	}
 
-	src, err := ref.imgRef.NewImageSource(actx, sys)
-	if err != nil {
-		return nil, err
+	var src types.ImageSource
+	var cs *cachedSource
+	if ref.Kind == Docker && f.opts.Cache != nil {
+		if cs, err = f.newCachedSource(actx, sys, ref); err != nil {
+			return nil, err
+		}
+		src = cs
+	} else {
+		src, err = ref.imgRef.NewImageSource(actx, sys)
+		if err != nil {
+			return nil, err
+		}
 	}
 	defer func() {
 		if err != nil {
@@ -296,6 +308,18 @@ func (f *Fetcher) openOnce(ctx context.Context, sys *types.SystemContext, pc *si
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
 	infos := img.LayerInfos()
+	if cs != nil {
+		// Each is kept under its own hash, so a later lookup by digest
+		// gets only bytes that hash to it (containers/image checked the
+		// instance against the list and the config against the manifest).
+		cs.put(topBlob)
+		if listDigest != "" {
+			cs.put(mBlob)
+		}
+		if raw, err := img.ConfigBlob(actx); err == nil {
+			cs.put(raw)
+		}
+	}
 
 	result := Image{
 		Ref:              ref,

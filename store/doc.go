@@ -6,6 +6,7 @@
 // Layout (one store = one owner and one ID mapping):
 //
 //	<store>/meta/store.json          version, owner, ID mappings, quota on/off
+//	<store>/meta/blobs/sha256/<hex>  image manifests and configs by digest (CachedBlob)
 //	<store>/layers/<hex>/diff/       unpacked layer in overlay form
 //	<store>/layers/<hex>/layer.json  record: diffID, sizes, media type
 //	<store>/layers/<hex>/tar-split.json.gz

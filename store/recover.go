@@ -14,7 +14,8 @@ func (s *Store) lockStoreInit(ctx context.Context) (*flock.Lock, error) {
 }
 
 // RemoveDebris removes what killed processes left in tmp/: scratch dirs
-// whose lock nobody holds. It returns the paths removed.
+// whose lock nobody holds, and temporary files of the metadata cache. It
+// returns the paths removed.
 func (s *Store) RemoveDebris(ctx context.Context) ([]string, error) {
 	entries, err := os.ReadDir(filepath.Join(s.root, "tmp"))
 	if err != nil {
@@ -36,6 +37,7 @@ func (s *Store) RemoveDebris(ctx context.Context) ([]string, error) {
 		l.RemoveAndRelease()
 		removed = append(removed, path)
 	}
+	removed = append(removed, s.removeBlobDebris()...)
 	s.removeStaleLocks()
 	return removed, nil
 }

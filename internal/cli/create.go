@@ -108,7 +108,7 @@ func runCreate(ctx context.Context, g *globals, o *createOptions, rawRef, id str
 			g.log.Info("cleaned the store before create", "reclaimed_bytes", res.ReclaimedBytes, "layers_removed", res.LayersRemoved)
 		}
 	}
-	src, err := g.openSource(ctx, ref, o.fetchFlags)
+	src, err := g.openSource(ctx, ref, o.fetchFlags, st)
 	if err != nil {
 		return err
 	}

@@ -25,8 +25,9 @@ func (f *fetchFlags) register(cmd *cobra.Command) {
 	fl.StringArrayVar(&f.insecureRegistries, "insecure-registry", nil, "registry HOST[:PORT] to reach over plain HTTP or unverified TLS, repeatable")
 }
 
-// openSource opens ref with the config's registry settings and the flags.
-func (g *globals) openSource(ctx context.Context, ref fetcher.Reference, ff fetchFlags) (*fetcher.Source, error) {
+// openSource opens ref with the config's registry settings and the flags,
+// with the store's cache of manifests and configs.
+func (g *globals) openSource(ctx context.Context, ref fetcher.Reference, ff fetchFlags, st *store.Store) (*fetcher.Source, error) {
 	insecure := append(append([]string(nil), g.cfg.Create.InsecureRegistries...), ff.insecureRegistries...)
 	f := fetcher.New(fetcher.Options{
 		InsecureRegistries: insecure,
@@ -38,6 +39,7 @@ func (g *globals) openSource(ctx context.Context, ref fetcher.Reference, ff fetc
 		Timeout:            g.cfg.Registry.Timeout.Duration,
 		Retries:            g.cfg.Registry.Retries,
 		Logger:             g.log,
+		Cache:              st,
 	})
 	return f.Open(ctx, ref)
 }
@@ -98,7 +100,7 @@ run pull shortly before the creates it speeds up, or clean with a threshold.`,
 			if err != nil {
 				return err
 			}
-			src, err := g.openSource(ctx, ref, ff)
+			src, err := g.openSource(ctx, ref, ff, st)
 			if err != nil {
 				return err
 			}

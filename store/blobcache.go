@@ -1,0 +1,123 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// The metadata cache: image manifests and configs kept by digest in
+// <store>/meta/blobs/sha256/<hex>, so that a warm create by digest needs no
+// registry at all and one by tag only the manifest's digest. The dirs are
+// the owner's, 0700, like meta/; entries are written as records are
+// (durably with Sync). A file whose content does not hash to its name
+// (tampered with, or damaged by a cut without Sync) is never returned: the
+// caller fetches the blob again and the next CacheBlob replaces the file.
+
+// maxCachedBlob bounds what is read back: manifests and configs are
+// bounded to 4 MiB by containers/image as well.
+const maxCachedBlob = 4 << 20
+
+func (s *Store) blobPath(d digest.Digest) (string, error) {
+	if d.Algorithm() != digest.SHA256 || d.Validate() != nil {
+		return "", fmt.Errorf("cache blob %q: not a sha256 digest", d)
+	}
+	return filepath.Join(s.root, "meta", "blobs", "sha256", d.Encoded()), nil
+}
+
+// CachedBlob returns the cached blob with digest d, if there is one whose
+// content matches d.
+func (s *Store) CachedBlob(d digest.Digest) ([]byte, bool) {
+	p, err := s.blobPath(d)
+	if err != nil {
+		return nil, false
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxCachedBlob+1))
+	if err != nil || len(data) > maxCachedBlob {
+		return nil, false
+	}
+	if digest.SHA256.FromBytes(data) != d {
+		s.log.Warn("cached blob does not match its digest; fetching it again", "path", p)
+		return nil, false
+	}
+	return data, true
+}
+
+// CacheBlob keeps data as the blob with digest d. It refuses data that
+// does not hash to d.
+func (s *Store) CacheBlob(d digest.Digest, data []byte) error {
+	p, err := s.blobPath(d)
+	if err != nil {
+		return err
+	}
+	if len(data) > maxCachedBlob {
+		return fmt.Errorf("cache blob %s: %d bytes, more than %d", d, len(data), maxCachedBlob)
+	}
+	if digest.SHA256.FromBytes(data) != d {
+		return fmt.Errorf("cache blob %s: content does not match the digest", d)
+	}
+	dir := filepath.Dir(p)
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		a, err := s.access()
+		if err != nil {
+			return fmt.Errorf("cache blob %s: %w", d, err)
+		}
+		for _, sub := range []string{filepath.Dir(dir), dir} {
+			if err := a.mkdir(sub, false); err != nil {
+				return fmt.Errorf("cache blob %s: %w", d, err)
+			}
+		}
+		if err := syncDirs(s.opts.Sync, filepath.Dir(filepath.Dir(dir)), filepath.Dir(dir)); err != nil {
+			return err
+		}
+	}
+	// A tmp name per process: two creates caching the same blob must not
+	// write through one file.
+	tmp := p + "." + strconv.Itoa(os.Getpid()) + ".tmp"
+	if err := writeFile(tmp, data, 0o600, s.opts.Sync); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDirs(s.opts.Sync, dir)
+}
+
+// removeBlobDebris removes the temporary files of cache writes whose
+// process is gone (killed between write and rename).
+func (s *Store) removeBlobDebris() []string {
+	dir := filepath.Join(s.root, "meta", "blobs", "sha256")
+	entries, _ := os.ReadDir(dir)
+	var removed []string
+	for _, e := range entries {
+		rest, ok := strings.CutSuffix(e.Name(), ".tmp")
+		if !ok {
+			continue
+		}
+		_, pidStr, _ := strings.Cut(rest, ".")
+		pid, err := strconv.Atoi(pidStr)
+		if err == nil && pid > 0 && !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			continue // its writer may be alive
+		}
+		p := filepath.Join(dir, e.Name())
+		if os.Remove(p) == nil {
+			removed = append(removed, p)
+		}
+	}
+	return removed
+}

@@ -1,0 +1,89 @@
+package store
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+)
+
+func TestBlobCache(t *testing.T) {
+	s := testStoreWith(t, Options{Sync: true})
+	data := []byte(`{"architecture":"amd64"}`)
+	d := digest.FromBytes(data)
+	if _, ok := s.CachedBlob(d); ok {
+		t.Fatal("empty cache returned a blob")
+	}
+	if err := s.CacheBlob(d, []byte(`{"architecture":"arm64"}`)); err == nil {
+		t.Fatal("CacheBlob took content that does not hash to the digest")
+	}
+	if err := s.CacheBlob("sha256:../../store.json", data); err == nil {
+		t.Fatal("CacheBlob took a digest that is not sha256 hex")
+	}
+	if err := s.CacheBlob(d, data); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := s.CachedBlob(d)
+	if !ok || string(got) != string(data) {
+		t.Fatalf("CachedBlob = %q, %v; want %q", got, ok, data)
+	}
+	p := filepath.Join(s.Root(), "meta", "blobs", "sha256", d.Encoded())
+	for _, dir := range []string{filepath.Dir(filepath.Dir(p)), filepath.Dir(p)} {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: mode %04o, want 0700", dir, fi.Mode().Perm())
+		}
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s: %v %v, want mode 0600", p, fi, err)
+	}
+	// Records are data: a file whose content does not hash to its name is
+	// a miss, and caching the blob again repairs it.
+	if err := os.WriteFile(p, []byte(`{"architecture":"evil!"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := s.CachedBlob(d); ok {
+		t.Fatalf("CachedBlob returned tampered content %q", got)
+	}
+	if err := s.CacheBlob(d, data); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.CachedBlob(d); !ok {
+		t.Fatal("re-cached blob not found")
+	}
+	if left, _ := filepath.Glob(p + ".*"); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+
+	// A write killed before its rename leaves <hex>.<pid>.tmp: debris once
+	// that process is gone, left alone while it lives.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	stale := p + "." + strconv.Itoa(dead.Process.Pid) + ".tmp"
+	live := p + "." + strconv.Itoa(os.Getpid()) + ".tmp"
+	for _, f := range []string{stale, live} {
+		if err := os.WriteFile(f, data[:3], 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removed, err := s.RemoveDebris(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(removed, stale) || exists(stale) {
+		t.Errorf("RemoveDebris = %v: %s not removed", removed, stale)
+	}
+	if !exists(live) || !exists(p) {
+		t.Errorf("RemoveDebris removed a live writer's file or the blob")
+	}
+}
