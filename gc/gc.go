@@ -75,6 +75,7 @@ func Collect(ctx context.Context, st *store.Store, opts Options) (Result, error)
 		return res, err
 	}
 	st.RemoveStaleLocalRecords()
+	st.RemoveUnreferencedBlobs()
 	res.LinksRemoved, err = st.RemoveDanglingLinks()
 	return res, err
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -120,4 +121,75 @@ func (s *Store) removeBlobDebris() []string {
 		}
 	}
 	return removed
+}
+
+// RemoveUnreferencedBlobs removes cached manifests and configs that no
+// image record leads to: the manifest digest a record names, and what that
+// manifest (or index) names in turn. The cache only saves requests, so
+// removing an entry a create is about to use costs that create a fetch,
+// nothing else. It returns how many it removed, and removes the cache's
+// dirs when they are left empty.
+func (s *Store) RemoveUnreferencedBlobs() int {
+	dir := filepath.Join(s.root, "meta", "blobs", "sha256")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	keep := map[digest.Digest]bool{}
+	var todo []digest.Digest
+	images, _ := os.ReadDir(filepath.Join(s.root, "images"))
+	for _, e := range images {
+		if rec, err := s.readImage(e.Name()); err == nil && rec.ManifestDigest != "" && !keep[rec.ManifestDigest] {
+			keep[rec.ManifestDigest] = true
+			todo = append(todo, rec.ManifestDigest)
+		}
+	}
+	for len(todo) > 0 {
+		d := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		data, ok := s.CachedBlob(d)
+		if !ok {
+			continue
+		}
+		var m struct {
+			Config    struct{ Digest digest.Digest }   `json:"config"`
+			Manifests []struct{ Digest digest.Digest } `json:"manifests"`
+		}
+		if json.Unmarshal(data, &m) != nil {
+			continue // a config: it names nothing
+		}
+		for _, n := range append([]digest.Digest{m.Config.Digest}, digestsOf(m.Manifests)...) {
+			if n != "" && !keep[n] {
+				keep[n] = true
+				todo = append(todo, n)
+			}
+		}
+	}
+	removed, left := 0, 0
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasSuffix(name, ".tmp") || keep[digest.NewDigestFromEncoded(digest.SHA256, name)] {
+			left++
+			continue
+		}
+		if os.Remove(filepath.Join(dir, name)) == nil {
+			removed++
+		} else {
+			left++
+		}
+	}
+	if left == 0 {
+		// CacheBlob makes them again when it needs them.
+		os.Remove(dir)
+		os.Remove(filepath.Dir(dir))
+	}
+	return removed
+}
+
+func digestsOf(ms []struct{ Digest digest.Digest }) []digest.Digest {
+	out := make([]digest.Digest, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, m.Digest)
+	}
+	return out
 }

@@ -87,3 +87,41 @@ func TestBlobCache(t *testing.T) {
 		t.Errorf("RemoveDebris removed a live writer's file or the blob")
 	}
 }
+
+func TestRemoveUnreferencedBlobs(t *testing.T) {
+	st := testStore(t)
+	ctx := context.Background()
+	put := func(data string) digest.Digest {
+		t.Helper()
+		d := digest.SHA256.FromString(data)
+		if err := st.CacheBlob(d, []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	config := put(`{"architecture":"amd64"}`)
+	manifest := put(`{"config":{"digest":"` + string(config) + `"}}`)
+	index := put(`{"manifests":[{"digest":"` + string(manifest) + `"}]}`)
+	orphan := put(`{"config":{"digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000"}}`)
+	l := &fakeLayer{data: layerTar(t, entry{name: "f", body: "x"})}
+	if _, err := st.Create(ctx, CreateRequest{ID: "a", ManifestDigest: index, Layers: []Layer{l.layer()}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := st.RemoveUnreferencedBlobs(); n != 1 {
+		t.Errorf("removed %d blobs, want the orphan only", n)
+	}
+	for d, want := range map[digest.Digest]bool{config: true, manifest: true, index: true, orphan: false} {
+		if _, ok := st.CachedBlob(d); ok != want {
+			t.Errorf("blob %s cached = %v, want %v", d, ok, want)
+		}
+	}
+	if err := st.Delete(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if n := st.RemoveUnreferencedBlobs(); n != 3 {
+		t.Errorf("after the delete removed %d blobs, want 3", n)
+	}
+	if _, err := os.Lstat(filepath.Join(st.Root(), "meta", "blobs")); err == nil {
+		t.Error("the empty cache dirs are left")
+	}
+}
