@@ -11,16 +11,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
 	"github.com/taproot-dev/taproot/acceptance/internal/bundle"
 	ib "github.com/taproot-dev/taproot/acceptance/internal/imagebuilder"
+	"github.com/taproot-dev/taproot/internal/swaprace"
 )
 
 // What root reads on behalf of others: local rootfs sources, the image's
@@ -129,27 +127,10 @@ func TestLocalDirSwapRaceAsRoot(t *testing.T) {
 	if err := os.Symlink(filepath.Join(outside, "secretdir"), filepath.Join(src, "ds")); err != nil {
 		t.Fatal(err)
 	}
-	dirfd, err := unix.Open(src, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	racer, err := swaprace.Start(src, [][2]string{{"f", "s"}, {"d", "ds"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(dirfd)
-	var stop atomic.Bool
-	var swaps atomic.Int64
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for !stop.Load() {
-			for _, pair := range [][2]string{{"f", "s"}, {"d", "ds"}} {
-				if err := unix.Renameat2(dirfd, pair[0], dirfd, pair[1], unix.RENAME_EXCHANGE); err != nil {
-					t.Errorf("renameat2 %v: %v", pair, err)
-					return
-				}
-				swaps.Add(1)
-			}
-		}
-	}()
 
 	store := filepath.Join(rootDir(t, "stores"), "store")
 	const rounds = 60
@@ -170,8 +151,10 @@ func TestLocalDirSwapRaceAsRoot(t *testing.T) {
 			t.Fatalf("create %d: want success or one line naming %s:\n%s", i, src, r)
 		}
 	}
-	stop.Store(true)
-	wg.Wait()
+	swaps, err := racer.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	files := layerFiles(t, store)
 	sawSwapped := false
@@ -200,7 +183,7 @@ func TestLocalDirSwapRaceAsRoot(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d creates: %d made an image, %d refused a changed entry; %d swaps; %d layer files checked", rounds, ok, refused, swaps.Load(), len(files))
+	t.Logf("%d creates: %d made an image, %d refused a changed entry; %d swaps; %d layer files checked", rounds, ok, refused, swaps, len(files))
 	if ok == 0 {
 		t.Errorf("no create succeeded under the swaps")
 	}

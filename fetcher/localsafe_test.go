@@ -10,11 +10,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/taproot-dev/taproot/internal/swaprace"
 	"golang.org/x/sys/unix"
 )
 
@@ -75,28 +74,10 @@ func TestLocalDirSwapRace(t *testing.T) {
 	if err := os.Symlink(filepath.Join(outside, "secretdir"), filepath.Join(root, "ds")); err != nil {
 		t.Fatal(err)
 	}
-	dirfd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	racer, err := swaprace.Start(root, [][2]string{{"f", "s"}, {"d", "ds"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(dirfd)
-
-	var stop atomic.Bool
-	var swaps atomic.Int64
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for !stop.Load() {
-			for _, pair := range [][2]string{{"f", "s"}, {"d", "ds"}} {
-				if err := unix.Renameat2(dirfd, pair[0], dirfd, pair[1], unix.RENAME_EXCHANGE); err != nil {
-					t.Errorf("renameat2 %v: %v", pair, err)
-					return
-				}
-				swaps.Add(1)
-			}
-		}
-	}()
 
 	f := testFetcher(t, Options{})
 	src := mustOpen(t, f, root)
@@ -138,9 +119,11 @@ func TestLocalDirSwapRace(t *testing.T) {
 			t.Fatalf("round %d: %v", i, err)
 		}
 	}
-	stop.Store(true)
-	wg.Wait()
-	t.Logf("%d rounds: %d complete tars, %d stopped with %q; %d swaps", rounds, ok, changed, errChanged, swaps.Load())
+	swaps, err := racer.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d rounds: %d complete tars, %d stopped with %q; %d swaps", rounds, ok, changed, errChanged, swaps)
 	if ok == 0 {
 		t.Errorf("no round completed: the walk cannot make progress under swaps")
 	}
