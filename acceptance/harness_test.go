@@ -373,10 +373,21 @@ func asUser(argv ...string) []string {
 
 func execute(t *testing.T, timeout time.Duration, argv []string) result {
 	t.Helper()
+	return executeEnv(t, timeout, userEnv(), argv)
+}
+
+// rootEnv is the whole environment of taproot run as root by the tests.
+func rootEnv() []string {
+	return []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C"}
+}
+
+// executeEnv runs argv with exactly env; a run past timeout fails the test.
+func executeEnv(t *testing.T, timeout time.Duration, env, argv []string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = userEnv()
+	cmd.Env = env
 	cmd.Dir = "/"
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -2,8 +2,6 @@ package acceptance
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -40,34 +38,6 @@ func rootDir(t *testing.T, kind string) string {
 		}
 	}
 	return p
-}
-
-// asRootTaproot runs taproot as root (the harness user) against store, with
-// a timeout: a create that hangs fails the test instead of the run.
-func asRootTaproot(t *testing.T, timeout time.Duration, store string, args ...string) result {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, h.taproot, append([]string{"--store", store}, args...)...)
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C"}
-	cmd.Dir = "/"
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.WaitDelay = 5 * time.Second
-	start := time.Now()
-	err := cmd.Run()
-	r := result{stdout: stdout.String(), stderr: stderr.String(), dur: time.Since(start)}
-	var ee *exec.ExitError
-	switch {
-	case ctx.Err() != nil:
-		t.Fatalf("taproot %s as root: still running after %v\n%s", strings.Join(args, " "), timeout, r)
-	case err == nil:
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	default:
-		t.Fatalf("taproot %s as root: %v", strings.Join(args, " "), err)
-	}
-	return r
 }
 
 // layerFiles reads every regular file of every layer of the store, as root.
@@ -138,7 +108,7 @@ func TestLocalDirSwapRaceAsRoot(t *testing.T) {
 	for i := 0; i < rounds && !t.Failed(); i++ {
 		// Each swap changes the dir's mtime, so the local cache key (path,
 		// size, mtime) differs and every create walks the dir again.
-		r := asRootTaproot(t, time.Minute, store, "create", src, fmt.Sprintf("race-%d", i))
+		r := rootTaproot(t, store, "create", src, fmt.Sprintf("race-%d", i))
 		switch {
 		case r.code == 0:
 			ok++
@@ -249,7 +219,7 @@ func TestLocalSourceTrustAsRoot(t *testing.T) {
 		{world, world},
 		{tarball, userSrc},
 	} {
-		r := asRootTaproot(t, time.Minute, store, "create", c.src, fmt.Sprintf("refused-%d", i))
+		r := rootTaproot(t, store, "create", c.src, fmt.Sprintf("refused-%d", i))
 		if r.code == 0 {
 			t.Errorf("root create from %s succeeded, want it refused", c.src)
 			continue
@@ -278,7 +248,7 @@ func TestLocalSourceTrustAsRoot(t *testing.T) {
 		return l
 	}
 	for i, want := range []int{1, 1} {
-		if r := asRootTaproot(t, time.Minute, store, "create", src, fmt.Sprintf("cached-%d", i)); r.code != 0 {
+		if r := rootTaproot(t, store, "create", src, fmt.Sprintf("cached-%d", i)); r.code != 0 {
 			t.Fatalf("root create from %s:\n%s", src, r)
 		}
 		if got := layersNow(); len(got) != want {
@@ -290,7 +260,7 @@ func TestLocalSourceTrustAsRoot(t *testing.T) {
 	if err := os.Chtimes(src, later, later); err != nil {
 		t.Fatal(err)
 	}
-	if r := asRootTaproot(t, time.Minute, store, "create", src, "cached-touched"); r.code != 0 {
+	if r := rootTaproot(t, store, "create", src, "cached-touched"); r.code != 0 {
 		t.Fatalf("root create from %s after touch:\n%s", src, r)
 	}
 	got := layersNow()
@@ -339,7 +309,7 @@ func TestImageUserFileHostile(t *testing.T) {
 	for _, asRoot := range []bool{true, false} {
 		var r result
 		if asRoot {
-			r = asRootTaproot(t, time.Minute, rootStore, "create", "--insecure-registry", h.registry, goodRef, "good")
+			r = rootTaproot(t, rootStore, "create", "--insecure-registry", h.registry, goodRef, "good")
 		} else {
 			r = taproot(t, userStore, "create", "--insecure-registry", h.registry, goodRef, "good")
 		}
@@ -360,7 +330,7 @@ func TestImageUserFileHostile(t *testing.T) {
 			id := "named-" + c.name
 			var r result
 			if asRoot {
-				r = asRootTaproot(t, time.Minute, rootStore, "create", "--insecure-registry", h.registry, ref, id)
+				r = rootTaproot(t, rootStore, "create", "--insecure-registry", h.registry, ref, id)
 			} else {
 				r = taproot(t, userStore, "create", "--insecure-registry", h.registry, ref, id)
 			}

@@ -243,10 +243,11 @@ func rootStore(t *testing.T) string {
 	return filepath.Join(dir, "store")
 }
 
-// rootTaproot runs taproot as root (a privileged Garden).
+// rootTaproot runs taproot as root (a privileged Garden) against store,
+// in root's own environment.
 func rootTaproot(t *testing.T, store string, args ...string) result {
 	t.Helper()
-	r := execute(t, 3*time.Minute, append([]string{h.taproot, "--store", store}, args...))
+	r := executeEnv(t, 3*time.Minute, rootEnv(), append([]string{h.taproot, "--store", store}, args...))
 	t.Logf("root taproot %s: exit %d in %v", strings.Join(args, " "), r.code, r.dur.Round(time.Millisecond))
 	return r
 }
