@@ -9,6 +9,11 @@
 //	    one layer of N small (200 B – 4 KiB) text-like files, 200 per dir
 //	mkbenchimage manylayers -out DIR -tag T [-layers 150]
 //	    N small layers (a dir and 20 files each)
+//	mkbenchimage bigsingle  -out DIR -tag T [-compression gzip|zstd]
+//	    one layer of ≈1.45 GB in the shape of an ML or JVM image: model
+//	    weights and jars (random: incompressible), class files and data
+//	    files (text-like: compressible about 3:1), 20,000 small files and a
+//	    preallocated zero-filled file
 //	mkbenchimage decompress [-parallel] BLOB...
 //	    decompresses gzip/zstd blobs to nowhere with klauspost (the library
 //	    taproot uses), serially or one goroutine per blob, and prints
@@ -61,7 +66,7 @@ func main() {
 	}
 	var err error
 	switch os.Args[1] {
-	case "debian", "smallfiles", "manylayers":
+	case "debian", "smallfiles", "manylayers", "bigsingle":
 		err = build(os.Args[1], os.Args[2:])
 	case "decompress":
 		err = decompress(os.Args[2:])
@@ -79,7 +84,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: mkbenchimage debian|smallfiles|manylayers|decompress|fill [flags] (see the package comment)")
+	fmt.Fprintln(os.Stderr, "usage: mkbenchimage debian|smallfiles|manylayers|bigsingle|decompress|fill|unpack [flags] (see the package comment)")
 	os.Exit(2)
 }
 
@@ -116,6 +121,8 @@ func build(kind string, args []string) error {
 		for i := range *layers {
 			srcs = append(srcs, tinyLayer(i))
 		}
+	case "bigsingle":
+		srcs = append(srcs, bigSingle())
 	}
 	if err := os.MkdirAll(filepath.Join(*out, "blobs", "sha256"), 0o755); err != nil {
 		return err
@@ -430,6 +437,103 @@ func smallFiles(n int) layerSource {
 			}
 		}
 		return nil
+	}
+}
+
+// bigSingle is one layer of ≈1.45 GB of mixed content (see the package
+// comment): 512 MiB of model weights and 160 MiB of jars (random bytes, as
+// compressed or quantised data is), 14,000 class-like files of 4–64 KiB and
+// 256 MiB of data files (text-like), 20,000 files of 200 B–4 KiB, and a
+// 32 MiB zero-filled file.
+func bigSingle() layerSource {
+	return func(tw *tar.Writer) error {
+		r := rand.New(rand.NewSource(1500))
+		// Text-like content comes from slices of a 8 MiB pool at random
+		// offsets: fast to make, and it compresses like text (the pool is
+		// far larger than gzip's 32 KiB window).
+		pool := textContent(r, 8<<20)
+		rnd := make([]byte, 1<<20)
+		dir := func(name string) error {
+			return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name, Mode: 0o755, ModTime: epoch})
+		}
+		file := func(name string, size int64, mode int64, content func(n int64) error) error {
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: size, ModTime: epoch}); err != nil {
+				return err
+			}
+			return content(size)
+		}
+		random := func(n int64) error {
+			for n > 0 {
+				c := min(n, int64(len(rnd)))
+				r.Read(rnd[:c])
+				if _, err := tw.Write(rnd[:c]); err != nil {
+					return err
+				}
+				n -= c
+			}
+			return nil
+		}
+		text := func(n int64) error {
+			for n > 0 {
+				c := min(n, 256<<10)
+				off := r.Intn(len(pool) - int(c))
+				if _, err := tw.Write(pool[off : off+int(c)]); err != nil {
+					return err
+				}
+				n -= c
+			}
+			return nil
+		}
+		for _, d := range []string{"opt/", "opt/app/", "opt/app/models/", "opt/app/lib/", "opt/app/data/", "opt/app/classes/", "usr/", "usr/share/", "usr/share/doc/", "var/", "var/lib/"} {
+			if err := dir(d); err != nil {
+				return err
+			}
+		}
+		for i := range 8 {
+			if err := file(fmt.Sprintf("opt/app/models/shard-%02d.safetensors", i), 64<<20, 0o644, random); err != nil {
+				return err
+			}
+		}
+		for i := range 40 {
+			if err := file(fmt.Sprintf("opt/app/lib/dep-%02d.jar", i), 4<<20, 0o644, random); err != nil {
+				return err
+			}
+		}
+		for i := range 14000 {
+			if i%500 == 0 {
+				if err := dir(fmt.Sprintf("opt/app/classes/p%02d/", i/500)); err != nil {
+					return err
+				}
+			}
+			size := int64(4<<10 + r.Intn(60<<10))
+			if err := file(fmt.Sprintf("opt/app/classes/p%02d/C%05d.class", i/500, i), size, 0o644, text); err != nil {
+				return err
+			}
+		}
+		for i := range 4 {
+			if err := file(fmt.Sprintf("opt/app/data/table-%d.csv", i), 64<<20, 0o644, text); err != nil {
+				return err
+			}
+		}
+		for i := range 20000 {
+			if i%250 == 0 {
+				if err := dir(fmt.Sprintf("usr/share/doc/pkg%03d/", i/250)); err != nil {
+					return err
+				}
+			}
+			size := int64(200 + r.Intn(3897))
+			mode := int64(0o644)
+			if i%10 == 0 {
+				mode = 0o755
+			}
+			if err := file(fmt.Sprintf("usr/share/doc/pkg%03d/f%05d", i/250, i), size, mode, text); err != nil {
+				return err
+			}
+		}
+		return file("var/lib/prealloc.db", 32<<20, 0o600, func(n int64) error {
+			_, err := io.CopyN(tw, zeroReader{}, n)
+			return err
+		})
 	}
 }
 
