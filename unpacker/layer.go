@@ -202,7 +202,12 @@ func UnpackLayerTo(ctx context.Context, blob io.Reader, diffDir string, tarSplit
 	if compressed && opts.MaxRatio > 0 {
 		stream = &ratioReader{r: uncompressed, raw: raw, max: opts.MaxRatio}
 	}
-	res.Result, err = unpack(ctx, stream, diffDir, opts, packer)
+	// Reading, hashing and decompressing run ahead in their own goroutine
+	// (readahead.go); raw, uncompressed and the hashes are its until Close.
+	ra := newReadAhead(stream)
+	defer ra.Close() // before gz/zd.Close (deferred earlier)
+	res.Result, err = unpack(ctx, ra, diffDir, opts, packer)
+	ra.Close()
 	if err != nil {
 		return res, err
 	}
