@@ -193,7 +193,11 @@ func UnpackLayerTo(ctx context.Context, blob io.Reader, diffDir string, tarSplit
 
 	// The tar-split metadata is small and read rarely (squash, check):
 	// compress it at the fastest level, not the default one.
-	gzw, err := gzip.NewWriterLevel(tarSplit, gzip.BestSpeed)
+	// Buffered: the gzip writer hands its output on in pieces of ≈250
+	// bytes, one write(2) each (12,781 of them for small60k's 60,330
+	// entries; strace -c).
+	tsBuf := bufio.NewWriterSize(tarSplit, 64<<10)
+	gzw, err := gzip.NewWriterLevel(tsBuf, gzip.BestSpeed)
 	if err != nil {
 		return res, err
 	}
@@ -216,6 +220,9 @@ func UnpackLayerTo(ctx context.Context, blob io.Reader, diffDir string, tarSplit
 		return res, fmt.Errorf("reading layer blob: %w", err)
 	}
 	if err := gzw.Close(); err != nil {
+		return res, fmt.Errorf("writing tar-split metadata: %w", err)
+	}
+	if err := tsBuf.Flush(); err != nil {
 		return res, fmt.Errorf("writing tar-split metadata: %w", err)
 	}
 

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -217,6 +218,8 @@ type unpacker struct {
 	// skipped holds device nodes skipped under SkipDevices, so that
 	// hardlinks to them are skipped too instead of failing.
 	skipped *pathSet
+	// umask is the process umask, -1 if unknown (see createMode).
+	umask int
 }
 
 // Unpack extracts the tar stream into root, an existing directory, and reads
@@ -246,6 +249,7 @@ func unpack(ctx context.Context, tarStream io.Reader, root string, opts Options,
 		rootfd:  rootfd,
 		dirs:    dirChain{rootfd: rootfd},
 		skipped: newPathSet(),
+		umask:   readUmask(),
 	}
 	defer u.dirs.close()
 	if opts.Whiteouts == ApplyWhiteouts {
@@ -708,24 +712,31 @@ func (u *unpacker) file(name, dir, base string, hdr *tar.Header, tr io.Reader) e
 	// layer are new, and this saves an unlinkat per file. O_EXCL|O_NOFOLLOW
 	// fails on anything already there, a symlink included.
 	const createFlags = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
-	fd, err := unix.Openat(parentfd, base, createFlags, 0o600)
+	perm, exact := u.createMode(hdr)
+	fd, err := unix.Openat(parentfd, base, createFlags, perm)
 	if err == unix.EEXIST {
 		if err := clearName(parentfd, base); err != nil {
 			return err
 		}
-		fd, err = unix.Openat(parentfd, base, createFlags, 0o600)
+		fd, err = unix.Openat(parentfd, base, createFlags, perm)
 	}
 	if err != nil {
 		return pathErr("openat", name, err)
 	}
-	f := os.NewFile(uintptr(fd), name)
-	defer f.Close()
+	// The raw fd, not an os.File: os.NewFile costs an fcntl(F_GETFL) per
+	// file (60,000 of them for small60k) to ask whether it is non-blocking.
+	closed := false
+	defer func() {
+		if !closed {
+			unix.Close(fd)
+		}
+	}()
 	if u.sparse != nil {
-		if err := u.writeSparse(f, hdr.Size); err != nil {
+		if err := u.writeSparse(fd, hdr.Size); err != nil {
 			return err
 		}
 	} else {
-		n, err := io.CopyBuffer(writerOnly{f}, io.LimitReader(tr, hdr.Size), u.buf)
+		n, err := copyFull(fd, tr, hdr.Size, u.buf)
 		u.res.Bytes += n
 		if err != nil {
 			return err
@@ -734,17 +745,117 @@ func (u *unpacker) file(name, dir, base string, hdr *tar.Header, tr io.Reader) e
 			return fmt.Errorf("%w: file content ends after %d of %d bytes", io.ErrUnexpectedEOF, n, hdr.Size)
 		}
 	}
-	if err := u.setFileMeta(fd, name, hdr); err != nil {
+	if err := u.setFileMeta(fd, name, hdr, exact); err != nil {
 		return err
 	}
 	u.created(name)
-	return f.Close()
+	closed = true
+	if err := unix.Close(fd); err != nil {
+		return pathErr("close", name, err)
+	}
+	return nil
+}
+
+// createMode is the mode to create a regular file with, and whether the
+// file then has exactly the entry's mode, so that setFileMeta can skip the
+// fchmod: only when the entry has no setuid, setgid or sticky bit (a chown
+// would clear the first two; they are set after it) and the process umask
+// (read once, see readUmask) takes nothing from its permission bits — the
+// common 0644 and 0755 under the usual 022. Otherwise the file is made
+// 0600 and fchmod sets the mode after the chown, as before. The mode is
+// never wider than the entry's.
+func (u *unpacker) createMode(hdr *tar.Header) (perm uint32, exact bool) {
+	mode := uint32(hdr.Mode) & 0o7777
+	if u.umask < 0 || mode&0o7000 != 0 || mode&uint32(u.umask) != 0 {
+		return 0o600, false
+	}
+	return mode, true
+}
+
+// readUmask is the process's umask from /proc/self/status (Linux ≥ 4.7), or
+// -1 if that cannot be read: umask(2) cannot read it without setting it,
+// which would race with other goroutines creating files.
+func readUmask() int {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+			if err != nil || m > 0o777 {
+				return -1
+			}
+			return int(m)
+		}
+	}
+	return -1
+}
+
+// copyFull copies n bytes from r to fd, filling buf before each write:
+// decompressors hand out at most 32 KiB (gzip) or 128 KiB (zstd) per Read,
+// so a large file goes out in buffer-sized writes and a small one in a
+// single write. It returns the bytes written; fewer than n with a nil error
+// means r ended early (the caller reports it).
+func copyFull(fd int, r io.Reader, n int64, buf []byte) (int64, error) {
+	var done int64
+	for done < n {
+		chunk := buf[:min(int64(len(buf)), n-done)]
+		m := 0
+		var err error
+		for m < len(chunk) && err == nil {
+			var k int
+			k, err = r.Read(chunk[m:])
+			m += k
+		}
+		if m > 0 {
+			if werr := writeAll(fd, chunk[:m], -1); werr != nil {
+				return done, werr
+			}
+			done += int64(m)
+		}
+		if err == io.EOF {
+			return done, nil
+		}
+		if err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
+// writeAll writes b to fd at off (or at the file offset when off < 0),
+// retrying short writes and EINTR as os.File does.
+func writeAll(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		var n int
+		var err error
+		if off < 0 {
+			n, err = unix.Write(fd, b)
+		} else {
+			n, err = unix.Pwrite(fd, b, off)
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return io.ErrShortWrite
+		}
+		b = b[n:]
+		if off >= 0 {
+			off += int64(n)
+		}
+	}
+	return nil
 }
 
 // writeSparse writes the current sparse entry's data fragments at their
 // offsets, reading them straight from the tar stream, and gives the file
 // its apparent size: holes are never written, so they take no disk.
-func (u *unpacker) writeSparse(f *os.File, size int64) error {
+func (u *unpacker) writeSparse(fd int, size int64) error {
 	u.sparseRead = true
 	for _, fr := range u.sparse.frags {
 		off, left := fr[0], fr[1]
@@ -752,7 +863,7 @@ func (u *unpacker) writeSparse(f *os.File, size int64) error {
 			chunk := u.buf[:min(int64(len(u.buf)), left)]
 			n, err := io.ReadFull(u.rec, chunk)
 			if n > 0 {
-				if _, werr := f.WriteAt(chunk[:n], off); werr != nil {
+				if werr := writeAll(fd, chunk[:n], off); werr != nil {
 					return werr
 				}
 				off += int64(n)
@@ -767,7 +878,7 @@ func (u *unpacker) writeSparse(f *os.File, size int64) error {
 			}
 		}
 	}
-	if err := f.Truncate(size); err != nil {
+	if err := unix.Ftruncate(fd, size); err != nil {
 		return err
 	}
 	return nil
@@ -776,7 +887,7 @@ func (u *unpacker) writeSparse(f *os.File, size int64) error {
 // setFileMeta is setMeta for a regular file we just created and hold open
 // for writing: owner, mode and times through the fd (fchown, fchmod,
 // futimens), with no path lookup. Same order as setMeta.
-func (u *unpacker) setFileMeta(fd int, name string, hdr *tar.Header) error {
+func (u *unpacker) setFileMeta(fd int, name string, hdr *tar.Header, modeExact bool) error {
 	if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
 		if err == unix.EINVAL {
 			if unix.Fchown(fd, hdr.Uid, -1) == unix.EINVAL {
@@ -786,8 +897,10 @@ func (u *unpacker) setFileMeta(fd int, name string, hdr *tar.Header) error {
 		}
 		return pathErr("fchown", name, err)
 	}
-	if err := unix.Fchmod(fd, uint32(hdr.Mode)&0o7777); err != nil {
-		return pathErr("fchmod", name, err)
+	if !modeExact {
+		if err := unix.Fchmod(fd, uint32(hdr.Mode)&0o7777); err != nil {
+			return pathErr("fchmod", name, err)
+		}
 	}
 	u.setXattrs(hdr, fd)
 	ts := tarTimes(hdr)
