@@ -220,6 +220,11 @@ type unpacker struct {
 	skipped *pathSet
 	// umask is the process umask, -1 if unknown (see createMode).
 	umask int
+	// euid, egid: the owner a new file gets (the process's, in its user
+	// namespace), unless its directory is setgid: setgidDir says the root
+	// or some directory entry of this stream was. See setFileMeta.
+	euid, egid int
+	setgidDir  bool
 }
 
 // Unpack extracts the tar stream into root, an existing directory, and reads
@@ -250,6 +255,12 @@ func unpack(ctx context.Context, tarStream io.Reader, root string, opts Options,
 		dirs:    dirChain{rootfd: rootfd},
 		skipped: newPathSet(),
 		umask:   readUmask(),
+		euid:    os.Geteuid(),
+		egid:    os.Getegid(),
+	}
+	var rootSt unix.Stat_t
+	if err := unix.Fstat(rootfd, &rootSt); err != nil || rootSt.Mode&unix.S_ISGID != 0 {
+		u.setgidDir = true
 	}
 	defer u.dirs.close()
 	if opts.Whiteouts == ApplyWhiteouts {
@@ -484,6 +495,9 @@ func (u *unpacker) setMeta(dirfd int, base, name string, hdr *tar.Header, fd int
 		// writes to the root meanwhile.
 		if err := unix.Fchmodat(dirfd, base, uint32(hdr.Mode)&0o7777, 0); err != nil {
 			return pathErr("fchmodat", name, err)
+		}
+		if hdr.Typeflag == tar.TypeDir && hdr.Mode&unix.S_ISGID != 0 {
+			u.setgidDir = true // files made in it from now on get its group
 		}
 	}
 	u.setXattrs(hdr, fd)
@@ -888,14 +902,19 @@ func (u *unpacker) writeSparse(fd int, size int64) error {
 // for writing: owner, mode and times through the fd (fchown, fchmod,
 // futimens), with no path lookup. Same order as setMeta.
 func (u *unpacker) setFileMeta(fd int, name string, hdr *tar.Header, modeExact bool) error {
-	if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
-		if err == unix.EINVAL {
-			if unix.Fchown(fd, hdr.Uid, -1) == unix.EINVAL {
-				return fmt.Errorf("uid %d is %w (%w)", hdr.Uid, ErrIDOutsideMapping, pathErr("fchown", name, err))
+	// A file this stream just created is the process's own (0:0 in the
+	// worker's namespace, as most image files are) unless its directory
+	// is setgid; then the fchown would change nothing and is skipped.
+	if u.setgidDir || hdr.Uid != u.euid || hdr.Gid != u.egid {
+		if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
+			if err == unix.EINVAL {
+				if unix.Fchown(fd, hdr.Uid, -1) == unix.EINVAL {
+					return fmt.Errorf("uid %d is %w (%w)", hdr.Uid, ErrIDOutsideMapping, pathErr("fchown", name, err))
+				}
+				return fmt.Errorf("gid %d is %w (%w)", hdr.Gid, ErrIDOutsideMapping, pathErr("fchown", name, err))
 			}
-			return fmt.Errorf("gid %d is %w (%w)", hdr.Gid, ErrIDOutsideMapping, pathErr("fchown", name, err))
+			return pathErr("fchown", name, err)
 		}
-		return pathErr("fchown", name, err)
 	}
 	if !modeExact {
 		if err := unix.Fchmod(fd, uint32(hdr.Mode)&0o7777); err != nil {

@@ -636,3 +636,43 @@ func TestCleanPath(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnerAndModeWithoutChown: a file whose entry names the process's own
+// IDs skips the fchown and one whose mode survives the umask skips the
+// fchmod (setFileMeta, createMode), but never where that would leave the
+// wrong owner or mode: in a setgid directory (an entry's or the layer
+// root) a new file takes the directory's group, so the chown must happen;
+// modes the umask cuts or with special bits still get their fchmod.
+func TestOwnerAndModeWithoutChown(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the setgid directory is given another group")
+	}
+	root, _ := newRoot(t)
+	mustUnpack(t, root, mkTar(t,
+		te{hdr: tar.Header{Typeflag: tar.TypeDir, Name: "sg/", Mode: 0o2775, Gid: 9}},
+		te{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "sg/own", Mode: 0o644}},
+		te{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "plain", Mode: 0o644}},
+		te{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "groupw", Mode: 0o664}},
+		te{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "none", Mode: 0o400}},
+	), Options{})
+	for p, want := range map[string]struct{ mode, uid, gid uint32 }{
+		"sg/own": {0o644, 0, 0}, "plain": {0o644, 0, 0}, "groupw": {0o664, 0, 0}, "none": {0o400, 0, 0},
+	} {
+		st := lstat(t, filepath.Join(root, p))
+		if st.Mode&0o7777 != want.mode || st.Uid != want.uid || st.Gid != want.gid {
+			t.Errorf("%s: mode %o %d:%d, want %o %d:%d", p, st.Mode&0o7777, st.Uid, st.Gid, want.mode, want.uid, want.gid)
+		}
+	}
+	// A setgid layer root.
+	root2, _ := newRoot(t)
+	if err := os.Chown(root2, 0, 9); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(root2, 0o2755); err != nil {
+		t.Fatal(err)
+	}
+	mustUnpack(t, root2, mkTar(t, te{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "f", Mode: 0o644}}), Options{})
+	if st := lstat(t, filepath.Join(root2, "f")); st.Gid != 0 {
+		t.Errorf("f in a setgid root: gid %d, want 0", st.Gid)
+	}
+}
