@@ -168,14 +168,14 @@ as_user() { "${USERCMD[@]}" "$@"; }
 # userdir PATH: an empty dir owned by the test user.
 userdir() { rm -rf "$1"; mkdir -p "$1"; chown "$UID_:$GID_" "$1"; }
 # timed OUT CMD...: runs CMD as the test user and appends "seconds
-# max_rss_kb cpu_seconds" to OUT (%M: the largest process of the tree; CPU:
+# max_rss_kb cpu_seconds user_seconds sys_seconds" to OUT (%M: the largest process of the tree; CPU:
 # user+sys of the whole tree, the figure least moved by others' load);
 # fails if CMD does.
 timed() {
 	local out=$1; shift
 	/usr/bin/time -f '%e %M %U %S' -o "$RUN/time.raw" "${USERCMD[@]}" "$@" >/dev/null 2>"$RUN/stderr" ||
 		{ cat "$RUN/stderr" >&2; die "failed: $*"; }
-	awk '{printf "%s %s %.2f\n", $1, $2, $3 + $4}' "$RUN/time.raw" >>"$out"
+	awk '{printf "%s %s %.2f %s %s\n", $1, $2, $3 + $4, $3, $4}' "$RUN/time.raw" >>"$out"
 }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"; exit} if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 maxcol() { awk -v c="$1" 'BEGIN{m=0} $c>m{m=$c} END{print m}'; }
@@ -238,7 +238,7 @@ cold_umoci() {
 	userdir "$d"
 	timed "$RUN/u.copy" skopeo copy -q --src-tls-verify=false "docker://$REG/bench/$1:latest" "oci:$d/oci:latest"
 	timed "$RUN/u.unpack" umoci unpack --rootless --image "$d/oci:latest" "$d/bundle"
-	paste "$RUN/u.copy" "$RUN/u.unpack" | awk '{printf "%.2f %d %.2f\n", $1+$4, ($2>$5?$2:$5), $3+$6}' >>"$R/$1.umoci"
+	paste "$RUN/u.copy" "$RUN/u.unpack" | awk '{printf "%.2f %d %.2f %.2f %.2f\n", $1+$6, ($2>$7?$2:$7), $3+$8, $4+$9, $5+$10}' >>"$R/$1.umoci"
 	rm -f "$RUN/u.copy" "$RUN/u.unpack"
 }
 # layer_blobs IMAGE: the paths of the image's layer blobs in its layout.
@@ -404,6 +404,8 @@ scale() { awk -v n="$1" -v u="$2" '$1 == n && $2 == u {print $3; f=1} END{if (!f
 		tc=$(col 3 "$R/$n.taproot"); pc=$(col 3 "$R/$n.podman"); tfc=$(col 3 "$R/$n.tar")
 		bench "cold_${n}_taproot" "$t" s
 		bench "cold_${n}_taproot_cpu" "$tc" s
+		bench "cold_${n}_taproot_user" "$(col 4 "$R/$n.taproot")" s
+		bench "cold_${n}_taproot_sys" "$(col 5 "$R/$n.taproot")" s
 		bench "cold_${n}_taproot_peak_rss" "$(rss "$R/$n.taproot")" KB
 		if [ -s "$R/$n.taproot_nosync" ]; then
 			ns=$(col 1 "$R/$n.taproot_nosync")
@@ -415,6 +417,8 @@ scale() { awk -v n="$1" -v u="$2" '$1 == n && $2 == u {print $3; f=1} END{if (!f
 		fi
 		bench "cold_${n}_podman" "$p" s
 		bench "cold_${n}_podman_cpu" "$pc" s
+		bench "cold_${n}_podman_user" "$(col 4 "$R/$n.podman")" s
+		bench "cold_${n}_podman_sys" "$(col 5 "$R/$n.podman")" s
 		bench "cold_${n}_podman_peak_rss" "$(rss "$R/$n.podman")" KB
 		bench "cold_${n}_taproot_vs_podman" "$(ratio "$t" "$p")" x
 		bench "cold_${n}_taproot_vs_podman_cpu" "$(ratio "$tc" "$pc")" x
@@ -425,6 +429,8 @@ scale() { awk -v n="$1" -v u="$2" '$1 == n && $2 == u {print $3; f=1} END{if (!f
 		if [ -s "$R/$n.tar" ]; then
 			bench "tar_floor_${n}" "$tf" s
 			bench "tar_floor_${n}_cpu" "$tfc" s
+			bench "tar_floor_${n}_user" "$(col 4 "$R/$n.tar")" s
+			bench "tar_floor_${n}_sys" "$(col 5 "$R/$n.tar")" s
 			bench "cold_${n}_taproot_vs_tar_floor" "$(ratio "$t" "$tf")" x
 			bench "cold_${n}_taproot_vs_tar_floor_cpu" "$(ratio "$tc" "$tfc")" x
 		fi
