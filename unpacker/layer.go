@@ -189,7 +189,7 @@ func UnpackLayerTo(ctx context.Context, blob io.Reader, diffDir string, tarSplit
 		compressed = false
 	}
 	diffHash := algorithmOf(spec.DiffID).Digester()
-	uncompressed := &countingReader{r: io.TeeReader(tarStream, diffHash.Hash())}
+	uncompressed := &countingReader{r: tarStream}
 
 	// The tar-split metadata is small and read rarely (squash, check):
 	// compress it at the fastest level, not the default one.
@@ -206,11 +206,14 @@ func UnpackLayerTo(ctx context.Context, blob io.Reader, diffDir string, tarSplit
 	if compressed && opts.MaxRatio > 0 {
 		stream = &ratioReader{r: uncompressed, raw: raw, max: opts.MaxRatio}
 	}
-	// Reading, hashing and decompressing run ahead in their own goroutine
-	// (readahead.go); raw, uncompressed and the hashes are its until Close.
+	// Reading, hashing the blob and decompressing run ahead in their own
+	// goroutine (readahead.go); raw and uncompressed are its until Close.
+	// The tar's SHA-256 is taken on this side: inflate is the longer half
+	// (big1: inflate 4.7 s, blob SHA-256 0.65 s, tar SHA-256 1.05 s against
+	// 3.8 s of parse, CRC-64 and writes), so this balances the two.
 	ra := newReadAhead(stream)
 	defer ra.Close() // before gz/zd.Close (deferred earlier)
-	res.Result, err = unpack(ctx, ra, diffDir, opts, packer)
+	res.Result, err = unpack(ctx, io.TeeReader(ra, diffHash.Hash()), diffDir, opts, packer)
 	ra.Close()
 	if err != nil {
 		return res, err
