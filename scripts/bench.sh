@@ -25,6 +25,8 @@
 #   BENCH_PARTS="cold warm conc strace scale"   sections to run
 #   BENCH_BEFORE=667af9f   the commit whose unpacker the strace section
 #                          compares against ("" skips it)
+#   BENCH_BASE=COMMIT      adds the cold tool taproot_base: taproot built at
+#                          COMMIT, to measure a change in the same run
 set -euo pipefail
 
 REPS=${REPS:-3}
@@ -36,6 +38,8 @@ ONLY=${BENCH_ONLY:-debian-gz debian-zst small60k many150 big1}
 TOOLS=${BENCH_TOOLS:-taproot taproot_nosync podman tar}
 PARTS=${BENCH_PARTS:-cold warm conc strace scale}
 BEFORE=${BENCH_BEFORE-667af9f}
+BASE=${BENCH_BASE:-}
+[ -z "$BASE" ] || case " $TOOLS " in *" taproot_base "*) ;; *) TOOLS="$TOOLS taproot_base" ;; esac
 TEST_USER=${TAPROOT_TEST_USER:-taproot-test}
 REPO_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export PATH=$PATH:/usr/local/go/bin
@@ -71,17 +75,25 @@ log "building taproot and mkbenchimage"
 TAPROOT=$WORK/bin/taproot
 MKB=$WORK/bin/mkbenchimage
 has_part() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
+# build_at COMMIT OUT: taproot built from the tree at COMMIT (git archive).
+build_at() {
+	[ -x "$2" ] && return 0
+	log "building taproot at $1"
+	rm -rf "$WORK/src-$1" && mkdir -p "$WORK/src-$1"
+	(cd "$REPO_ROOT" && git archive "$1") | tar -x -C "$WORK/src-$1"
+	(cd "$WORK/src-$1" && go build -o "$2" ./cmd/taproot)
+}
+BASE_TAPROOT=
+if [ -n "$BASE" ]; then
+	BASE_TAPROOT=$WORK/bin/taproot-base-$BASE
+	build_at "$BASE" "$BASE_TAPROOT" || die "cannot build BENCH_BASE=$BASE"
+fi
 # The before-binary for syscalls per entry: the tree at $BEFORE (the
 # unpacker that resolved every entry by a full-path openat2), built once.
 OLD_TAPROOT=
 if has_part strace && [ -n "$BEFORE" ]; then
 	OLD_TAPROOT=$WORK/bin/taproot-$BEFORE
-	if [ ! -x "$OLD_TAPROOT" ]; then
-		log "building taproot at $BEFORE for the syscalls-per-entry comparison"
-		rm -rf "$WORK/src-$BEFORE" && mkdir -p "$WORK/src-$BEFORE"
-		(cd "$REPO_ROOT" && git archive "$BEFORE") | tar -x -C "$WORK/src-$BEFORE"
-		(cd "$WORK/src-$BEFORE" && go build -o "$OLD_TAPROOT" ./cmd/taproot) || { log "cannot build $BEFORE: no before figure"; OLD_TAPROOT=; }
-	fi
+	build_at "$BEFORE" "$OLD_TAPROOT" || { log "cannot build $BEFORE: no before figure"; OLD_TAPROOT=; }
 fi
 
 # name → "kind layout tag extra-flags"
@@ -219,6 +231,12 @@ cold_taproot_nosync() {
 	userdir "$d"
 	[ -f "$RUN/nosync.toml" ] || { printf '[create]\nsync = false\n' >"$RUN/nosync.toml"; chmod 0644 "$RUN/nosync.toml"; }
 	timed "$R/$1.taproot_nosync" "$TAPROOT" --config "$RUN/nosync.toml" --store "$d/store" create --insecure-registry "$REG" "docker://$REG/bench/$1:latest" c1
+}
+# taproot at $BENCH_BASE, same everything else.
+cold_taproot_base() {
+	local d=$C/taproot-base-$1-$rep
+	userdir "$d"
+	timed "$R/$1.taproot_base" "$BASE_TAPROOT" --store "$d/store" create --insecure-registry "$REG" "docker://$REG/bench/$1:latest" c1
 }
 cold_podman() {
 	local d=$C/podman-$1-$rep rr=/tmp/taproot-bench-rr.$$ # podman: runroot of at most 50 characters
@@ -407,6 +425,13 @@ scale() { awk -v n="$1" -v u="$2" '$1 == n && $2 == u {print $3; f=1} END{if (!f
 		bench "cold_${n}_taproot_user" "$(col 4 "$R/$n.taproot")" s
 		bench "cold_${n}_taproot_sys" "$(col 5 "$R/$n.taproot")" s
 		bench "cold_${n}_taproot_peak_rss" "$(rss "$R/$n.taproot")" KB
+		if [ -s "$R/$n.taproot_base" ]; then
+			bench "cold_${n}_taproot_base" "$(col 1 "$R/$n.taproot_base")" s
+			bench "cold_${n}_taproot_base_cpu" "$(col 3 "$R/$n.taproot_base")" s
+			bench "cold_${n}_taproot_base_peak_rss" "$(rss "$R/$n.taproot_base")" KB
+			bench "cold_${n}_taproot_vs_base" "$(ratio "$t" "$(col 1 "$R/$n.taproot_base")")" x
+			bench "cold_${n}_taproot_vs_base_cpu" "$(ratio "$tc" "$(col 3 "$R/$n.taproot_base")")" x
+		fi
 		if [ -s "$R/$n.taproot_nosync" ]; then
 			ns=$(col 1 "$R/$n.taproot_nosync")
 			bench "cold_${n}_taproot_nosync" "$ns" s
@@ -493,6 +518,14 @@ if has_part cold; then
 			"$(val "decompress_${n}_parallel")" "$(val "cold_${n}_taproot_vs_parallel_decompress")" "$(val "decompress_${n}_serial")" \
 			"$(awk -v k="$(val "cold_${n}_podman_peak_rss")" 'BEGIN{printf "%.0f", k/1024}')"
 	done
+	if [ -n "$BASE" ]; then
+		echo "taproot at $BASE (before) vs this tree, same run: wall s, cpu s, ratios"
+		for n in $ONLY; do
+			printf '  %-11s before %8s cpu %6s rss %6s KB | now %8s cpu %6s | x_wall %5s x_cpu %5s\n' "$n" \
+				"$(val "cold_${n}_taproot_base")" "$(val "cold_${n}_taproot_base_cpu")" "$(val "cold_${n}_taproot_base_peak_rss")" \
+				"$(val "cold_${n}_taproot")" "$(val "cold_${n}_taproot_cpu")" "$(val "cold_${n}_taproot_vs_base")" "$(val "cold_${n}_taproot_vs_base_cpu")"
+		done
+	fi
 	echo "  (x_*: taproot over the column before; xnosyn: taproot with sync = false over the tar floor;"
 	echo "   big1 is one layer: its dec_par is one decompression stream; rss in MB, the largest process)"
 	echo
