@@ -406,7 +406,7 @@ if has_part scale; then
 	# "BenchmarkScale/images=N-2  1  V unit  V unit ..."
 	awk '/^BenchmarkScale\/images=/ {
 		split($1, a, "[=-]"); n = a[2]
-		for (i = 4; i < NF; i += 2) { u = $(i+1); sub(/^ms\//, "", u); if (u != "ns/op") print n, u, $i }
+		for (i = 3; i < NF; i += 2) { u = $(i+1); sub(/^ms\//, "", u); if (u != "ns/op") print n, u, $i }
 	}' "$RUN/scale.out" >"$R/scale"
 fi
 
