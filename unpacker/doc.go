@@ -88,7 +88,9 @@
 //     bytes), only each name by NAME_MAX (255). Measured on 10,000 files of
 //     a layer in directory order: 9.1 filesystem syscalls per file before
 //     (a full-path openat2 and its close per entry), 7.1 after, at depth 5
-//     and 20 alike.
+//     and 20 alike; 4 now (openat, write, utimensat, close: no fcntl, no
+//     fchmod when the mode survives the umask, no fchown when the file is
+//     already the entry's owner and no directory is setgid).
 //   - The last component is always handled with a *at syscall relative to its
 //     verified parent directory fd and with no-follow semantics (mkdirat,
 //     openat O_EXCL|O_NOFOLLOW, symlinkat, linkat without AT_SYMLINK_FOLLOW,
