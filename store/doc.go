@@ -36,7 +36,7 @@
 // Files inside layers are owned by container IDs mapped to host IDs, which
 // an unprivileged caller cannot create or remove itself: that work runs in
 // a worker process (this same binary) inside a user namespace with the
-// store's mapping; see RunWorker.
+// store's mapping; see package worker.
 //
 // The image user (ResolveUser) is looked up in the image's own /etc/passwd
 // and /etc/group, which the image author wrote and a container that broke

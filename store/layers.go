@@ -20,6 +20,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/taproot-dev/taproot/internal/flock"
 	"github.com/taproot-dev/taproot/unpacker"
+	"github.com/taproot-dev/taproot/worker"
 )
 
 // Layer describes one layer of an image to create.
@@ -246,10 +247,8 @@ func (s *Store) fetchLayers(ctx context.Context, missing []missingLayer) (err er
 		}
 	}()
 	var (
-		req       workerRequest
-		streams   []func() (io.ReadCloser, error)
-		tarSplits []*os.File
-		tmps      []*tmpDir
+		jobs []worker.UnpackJob
+		tmps []*tmpDir
 	)
 	defer func() {
 		for _, t := range tmps {
@@ -262,39 +261,33 @@ func (s *Store) fetchLayers(ctx context.Context, missing []missingLayer) (err er
 			return err
 		}
 		tmps = append(tmps, t)
-		tarSplits = append(tarSplits, t.tarSplit)
-		req.Unpack = append(req.Unpack, unpackJob{Diff: t.diff(), BlobDigest: m.BlobDigest, DiffID: m.DiffID, MediaType: m.MediaType})
-		streams = append(streams, func() (io.ReadCloser, error) { return m.Open(ctx) })
+		jobs = append(jobs, worker.UnpackJob{Open: func() (io.ReadCloser, error) { return m.Open(ctx) }, TarSplit: t.tarSplit,
+			Diff: t.diff(), BlobDigest: m.BlobDigest, DiffID: m.DiffID, MediaType: m.MediaType})
 	}
 	start := time.Now()
 	var errs []error
-	published := make([]bool, len(missing))
 	// Publish each layer the moment the worker is done with it and drop its
 	// fetch lock, so creates waiting on that layer alone go on at once.
-	publish := func(i int, r unpackResult) {
+	publish := func(i int, r *unpacker.LayerResult, err error) {
 		m := &missing[i]
-		if published[i] {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("layer %s: %w", m.DiffID, err))
 			return
 		}
-		published[i] = true
-		if r.Error != "" || r.Result == nil {
-			errs = append(errs, fmt.Errorf("layer %s: %w", m.DiffID, workerError(r.Error, r.Code)))
-			return
-		}
-		for _, w := range r.Result.Warnings {
+		for _, w := range r.Warnings {
 			s.log.Warn("layer unpacked with omissions", "layer", m.DiffID, "warning", w)
 		}
 		rec := LayerRecord{
 			DiffID:          m.DiffID,
-			BlobDigest:      r.Result.BlobDigest,
+			BlobDigest:      r.BlobDigest,
 			MediaType:       m.MediaType,
-			CompressedSize:  r.Result.CompressedBytes,
-			Size:            r.Result.Bytes,
-			Inodes:          int64(r.Result.Entries),
-			UncompressedTar: r.Result.UncompressedBytes,
+			CompressedSize:  r.CompressedBytes,
+			Size:            r.Bytes,
+			Inodes:          int64(r.Entries),
+			UncompressedTar: r.UncompressedBytes,
 			Created:         time.Now().UTC(),
-			UnpackWarnings:  r.Result.Warnings,
-			Unverifiable:    r.Result.Unverifiable,
+			UnpackWarnings:  r.Warnings,
+			Unverifiable:    r.Unverifiable,
 		}
 		if err := s.publishLayer(m.key, tmps[i], &rec); err != nil {
 			errs = append(errs, err)
@@ -305,15 +298,8 @@ func (s *Store) fetchLayers(ctx context.Context, missing []missingLayer) (err er
 		s.log.Debug("layer published", "layer", m.DiffID, "bytes", rec.Size)
 		s.progress(Progress{Kind: LayerUnpacked, DiffID: m.DiffID, Bytes: rec.Size, Verified: m.BlobDigest != "" || m.DiffID != ""})
 	}
-	resp, err := s.runWorker(ctx, req, streams, tarSplits, publish)
-	if err != nil {
+	if err := s.worker().Unpack(ctx, jobs, publish); err != nil {
 		return errors.Join(append([]error{err}, errs...)...)
-	}
-	if len(resp.Unpack) != len(missing) {
-		return fmt.Errorf("user-namespace worker answered %d of %d layers", len(resp.Unpack), len(missing))
-	}
-	for i, r := range resp.Unpack {
-		publish(i, r) // any the worker did not report on the way
 	}
 	s.log.Debug("layers fetched", "count", len(missing), "elapsed", time.Since(start))
 	return errors.Join(errs...)
@@ -396,16 +382,17 @@ func (s *Store) unpackUnknown(ctx context.Context, layers []Layer, held heldLaye
 		if err != nil {
 			return err
 		}
-		resp, err := s.runWorker(ctx, workerRequest{Unpack: []unpackJob{{Diff: t.diff(), MediaType: l.MediaType}}},
-			[]func() (io.ReadCloser, error){func() (io.ReadCloser, error) { return l.Open(ctx) }}, []*os.File{t.tarSplit}, nil)
-		if err == nil && len(resp.Unpack) == 1 && resp.Unpack[0].Error != "" {
-			err = workerError(resp.Unpack[0].Error, resp.Unpack[0].Code)
+		var res *unpacker.LayerResult
+		var layerErr error
+		err = s.worker().Unpack(ctx, []worker.UnpackJob{{Open: func() (io.ReadCloser, error) { return l.Open(ctx) }, TarSplit: t.tarSplit,
+			Diff: t.diff(), MediaType: l.MediaType}}, func(_ int, r *unpacker.LayerResult, err error) { res, layerErr = r, err })
+		if err == nil {
+			err = layerErr
 		}
 		if err != nil {
 			s.removeTmp(ctx, t)
 			return fmt.Errorf("unpack local rootfs: %w", err)
 		}
-		res := resp.Unpack[0].Result
 		l.DiffID = res.DiffID
 		key, err := layerKey(l.DiffID)
 		if err != nil {
@@ -605,12 +592,8 @@ func (s *Store) removeAll(ctx context.Context, paths ...string) error {
 	if len(rest) == 0 {
 		return nil
 	}
-	resp, err := s.runWorker(ctx, workerRequest{Remove: rest}, nil, nil, nil)
-	if err != nil {
+	if err := s.worker().Remove(ctx, rest); err != nil {
 		return fmt.Errorf("remove %s: %w", strings.Join(rest, " "), err)
-	}
-	if len(resp.Remove) > 0 {
-		return fmt.Errorf("remove: %s", strings.Join(resp.Remove, "; "))
 	}
 	return nil
 }

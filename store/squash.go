@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/taproot-dev/taproot/internal/flock"
 	"github.com/taproot-dev/taproot/overlayxfs"
+	"github.com/taproot-dev/taproot/worker"
 )
 
 // planLowers turns an image's layer keys (base first) into the lowers it
@@ -94,7 +95,7 @@ func (s *Store) buildSquashed(ctx context.Context, key string, lowersTopFirst []
 		return err
 	}
 	defer s.removeTmp(ctx, t)
-	job := &squashJob{Diff: t.diff()}
+	var layers []worker.LayerRef
 	var merged []string
 	for i := len(lowersTopFirst) - 1; i >= 0; i-- {
 		k := lowersTopFirst[i]
@@ -102,23 +103,17 @@ func (s *Store) buildSquashed(ctx context.Context, key string, lowersTopFirst []
 		if err != nil {
 			return err
 		}
-		job.Layers = append(job.Layers, layerRef{Dir: s.layerDir(k), DiffID: lr.DiffID, ListOnly: lr.Unverifiable})
+		layers = append(layers, worker.LayerRef{Dir: s.layerDir(k), DiffID: lr.DiffID, ListOnly: lr.Unverifiable})
 		merged = append(merged, string(lr.DiffID))
 	}
 	start := time.Now()
-	resp, err := s.runWorker(ctx, workerRequest{Squash: job}, nil, nil, nil)
+	size, err := s.worker().Squash(ctx, t.diff(), layers)
 	if err != nil {
-		return fmt.Errorf("squash %d layers: %w", len(job.Layers), err)
-	}
-	if resp.Squash == nil {
-		return fmt.Errorf("squash %d layers: the worker gave no answer", len(job.Layers))
-	}
-	if resp.Squash.Error != "" {
-		return fmt.Errorf("squash %d layers: %w", len(job.Layers), workerError(resp.Squash.Error, resp.Squash.Code))
+		return fmt.Errorf("squash %d layers: %w", len(layers), err)
 	}
 	rec := LayerRecord{
 		DiffID:   digest.Digest(""),
-		Size:     resp.Squash.Bytes,
+		Size:     size,
 		Squashed: merged,
 		Created:  time.Now().UTC(),
 	}

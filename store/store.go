@@ -39,10 +39,9 @@ type Options struct {
 	// Limiter sets disk limits; nil means none. It is used only when the
 	// store's meta says it is on a filesystem with project quotas.
 	Limiter Limiter
-	// WorkerExe is the taproot binary run as the user-namespace worker.
+	// WorkerExe is the binary run as the user-namespace worker; "" =
+	// /proc/self/exe, this binary, whose main must call worker.Main first.
 	WorkerExe string
-	// WorkerArgs are the arguments that make WorkerExe act as a worker.
-	WorkerArgs []string
 	// ParallelLayers bounds concurrent layer downloads (default 3).
 	ParallelLayers int
 	// MaxLayerBytes bounds a layer's unpacked content, and its uncompressed

@@ -19,23 +19,13 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/taproot-dev/taproot/internal/flock"
 	"github.com/taproot-dev/taproot/internal/idmap"
-	"github.com/taproot-dev/taproot/internal/userns"
 	"github.com/taproot-dev/taproot/unpacker"
+	"github.com/taproot-dev/taproot/worker"
 )
 
 // The test binary doubles as the user-namespace worker.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "__worker" {
-		if err := userns.MaybeReexec(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		if err := RunWorker(context.Background(), os.Stdin, os.Stdout); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	worker.Main()
 	os.Exit(m.Run())
 }
 
@@ -50,9 +40,6 @@ func testStoreWith(t testing.TB, opts Options) *Store {
 	if os.Geteuid() != 0 {
 		t.Skip("store tests run the worker with a root-written mapping: run as root (make test does)")
 	}
-	// /proc/self/exe resolves without searching the test binary's
-	// private build dir, which the namespace's root may not enter.
-	exe := "/proc/self/exe"
 	// Container root maps to a plain unprivileged ID so the test sees
 	// real shifting without needing sub-ID files.
 	maps := []idmap.Mapping{{ContainerID: 0, HostID: 200000, Size: 65536}}
@@ -60,7 +47,7 @@ func testStoreWith(t testing.TB, opts Options) *Store {
 	// The namespace's root must be able to reach the store.
 	os.Chmod(dir, 0o755)
 	os.Chmod(filepath.Dir(dir), 0o755)
-	opts.UIDMappings, opts.GIDMappings, opts.WorkerExe, opts.WorkerArgs = maps, maps, exe, []string{"__worker"}
+	opts.UIDMappings, opts.GIDMappings = maps, maps
 	st, err := Open(context.Background(), filepath.Join(dir, "store"), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -378,9 +365,6 @@ func TestWorkerErrorsKeepTheirClass(t *testing.T) {
 	l.DiffID = digest.FromString("something else")
 	if _, err := st.Create(ctx, CreateRequest{ID: "d", Layers: []Layer{l}}); !errors.Is(err, unpacker.ErrDigestMismatch) {
 		t.Errorf("wrong diffID: %v, want errors.Is ErrDigestMismatch", err)
-	}
-	if err := workerError("x", "no such code"); errors.Unwrap(err) != nil || err.Error() != "x" {
-		t.Errorf("unknown code: %#v", err)
 	}
 }
 

@@ -12,7 +12,7 @@ var (
 	// size of one entry's headers). The error is a *LimitError naming it.
 	ErrLimitExceeded = errors.New("limit exceeded")
 	// ErrTooLarge is ErrLimitExceeded under its earlier name, which the
-	// store's worker-error classes (store/workererr.go on main) match.
+	// worker's error classes (worker/errors.go) once matched.
 	ErrTooLarge = ErrLimitExceeded
 	// ErrUnsafePath: an entry name, whiteout or hardlink target leaves the
 	// root, or its path goes through a symlink.

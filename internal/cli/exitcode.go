@@ -105,7 +105,10 @@ func exitCodeOf(err error) ExitCode {
 		// the manifest says (the worker keeps these classes).
 		errors.Is(err, unpacker.ErrUnsafePath),
 		errors.Is(err, unpacker.ErrDigestMismatch),
-		errors.Is(err, unpacker.ErrIDOutsideMapping):
+		errors.Is(err, unpacker.ErrIDOutsideMapping),
+		// A layer names a file longer than the store's filesystem
+		// takes (NAME_MAX): this image cannot be used here.
+		errors.Is(err, syscall.ENAMETOOLONG):
 		return ExitBadInput
 	case errors.Is(err, fetcher.ErrNotFound),
 		errors.Is(err, store.ErrImageNotFound),

@@ -51,6 +51,8 @@ func TestExitCodeOf(t *testing.T) {
 		{wrap(store.ErrStoreUnsafe), ExitBadInput},
 		{wrap(unpacker.ErrUnsafePath), ExitBadInput},
 		{wrap(unpacker.ErrDigestMismatch), ExitBadInput},
+		{wrap(unpacker.ErrIDOutsideMapping), ExitBadInput},
+		{&fs.PathError{Op: "openat", Path: "nnn", Err: syscall.ENAMETOOLONG}, ExitBadInput},
 		{wrap(unpacker.ErrTooLarge), ExitLimit},
 		{wrap(unpacker.ErrTruncated), ExitTransient},
 		// A registry failure that also wraps a permission error is a

@@ -99,7 +99,6 @@ The exit status is 0, or the failure's class: 1 internal, 2 bad input,
 		NewCmdCapacity(g),
 		NewCmdMetrics(g),
 		NewCmdCheck(g),
-		NewCmdWorker(g),
 		NewCmdReclaim(g),
 		NewCmdMan(g),
 	)

@@ -59,8 +59,6 @@ func (g *globals) storeOptions(uids, gids []idmap.Mapping, lim store.Limiter) st
 		Limiter:        lim,
 		UIDMappings:    uids,
 		GIDMappings:    gids,
-		WorkerExe:      "/proc/self/exe",
-		WorkerArgs:     []string{workerCommand},
 		ParallelLayers: g.cfg.Create.ParallelLayers,
 		MaxLayerBytes:  g.cfg.Create.MaxLayerBytes,
 		MaxImageBytes:  g.cfg.Create.MaxImageBytes,
