@@ -213,7 +213,7 @@ func TestBombsRefusedByDefault(t *testing.T) {
 			start := time.Now()
 			r := taproot(t, store, "create", "--insecure-registry", h.registry, ref, id)
 			t.Logf("%s (%d bytes compressed, %d GiB uncompressed) refused in %v: %s", c.name, len(c.layer.blob), size>>30, time.Since(start).Round(time.Millisecond), strings.TrimSpace(r.stderr))
-			failsWith(t, store, r, id, "max_compression_ratio")
+			failsWithCode(t, store, r, id, "max_compression_ratio", 6)
 			if !strings.Contains(r.stderr, b.Layers[0].DiffID.String()) {
 				t.Errorf("the error does not name the layer %s:\n%s", b.Layers[0].DiffID, r.stderr)
 			}
@@ -357,7 +357,7 @@ func TestImageBoundRefused(t *testing.T) {
 	before := duBytes(t, store)
 	cfg := hostileConfig(t, "[create]\nmax_image_bytes = 5242880\n")
 	r := taproot(t, store, "--config", cfg, "create", "--insecure-registry", h.registry, ref, "big")
-	failsWith(t, store, r, "big", "max_image_bytes")
+	failsWithCode(t, store, r, "big", "max_image_bytes", 6)
 	if r := taproot(t, store, "clean"); r.code != 0 {
 		t.Fatalf("clean:\n%s", r)
 	}

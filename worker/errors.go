@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"io"
 	"syscall"
 
 	"github.com/taproot-dev/taproot/unpacker"
@@ -34,6 +35,8 @@ func classes() []class {
 		{"digest_mismatch", unpacker.ErrDigestMismatch},
 		{"id_outside_map", unpacker.ErrIDOutsideMapping},
 		{"truncated", unpacker.ErrTruncated},
+		{"invalid_layer", unpacker.ErrInvalidLayer},
+		{"unexpected_eof", io.ErrUnexpectedEOF},
 		{"canceled", context.Canceled},
 		{"deadline", context.DeadlineExceeded},
 	}

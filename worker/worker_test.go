@@ -93,6 +93,20 @@ func tarOf(t *testing.T, ents ...ent) []byte {
 	return buf.Bytes()
 }
 
+// hardlinkTar is a tar of one hardlink name → target.
+func hardlinkTar(t *testing.T, name, target string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeLink, Linkname: target, Mode: 0o644}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
 // job is an UnpackJob of data into diff, its tar-split file next to diff.
 func job(t *testing.T, diff string, data []byte) UnpackJob {
 	t.Helper()
@@ -191,6 +205,8 @@ func TestErrorClassesCrossTheProcess(t *testing.T) {
 		{name: "digest mismatch", data: good, edit: func(j *UnpackJob) { j.DiffID = digest.FromString("another layer") }, want: []error{unpacker.ErrDigestMismatch}},
 		{name: "id outside the mapping", data: tarOf(t, ent{name: "f", body: "x", uid: 70000}), want: []error{unpacker.ErrIDOutsideMapping}},
 		{name: "truncated", data: good[:len(good)-1024], want: []error{unpacker.ErrTruncated}},
+		{name: "cut in an entry", data: tarOf(t, ent{name: "f", body: strings.Repeat("f", 4096)})[:2048], want: []error{io.ErrUnexpectedEOF}},
+		{name: "hardlink to nothing", data: hardlinkTar(t, "stolen", "/etc/shadow"), want: []error{unpacker.ErrInvalidLayer}},
 		{name: "name too long", data: tarOf(t, ent{name: strings.Repeat("n", 300), body: "x"}), want: []error{syscall.ENAMETOOLONG}},
 		{name: "no space", diff: full, data: tarOf(t, ent{name: "big", body: string(big)}), want: []error{syscall.ENOSPC}},
 		{name: "read-only fs", diff: ro, data: good, want: []error{syscall.EROFS}},

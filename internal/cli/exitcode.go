@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"net"
 	"syscall"
@@ -106,6 +107,7 @@ func exitCodeOf(err error) ExitCode {
 		errors.Is(err, unpacker.ErrUnsafePath),
 		errors.Is(err, unpacker.ErrDigestMismatch),
 		errors.Is(err, unpacker.ErrIDOutsideMapping),
+		errors.Is(err, unpacker.ErrInvalidLayer),
 		// A layer names a file longer than the store's filesystem
 		// takes (NAME_MAX): this image cannot be used here.
 		errors.Is(err, syscall.ENAMETOOLONG):
@@ -125,6 +127,8 @@ func exitCodeOf(err error) ExitCode {
 		return ExitLimit
 	case errors.Is(err, fetcher.ErrUnreachable),
 		errors.Is(err, unpacker.ErrTruncated),
+		// A layer stream that ends mid-entry (the worker keeps this).
+		errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, context.Canceled),
 		isNetError(err):

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -52,6 +53,8 @@ func TestExitCodeOf(t *testing.T) {
 		{wrap(unpacker.ErrUnsafePath), ExitBadInput},
 		{wrap(unpacker.ErrDigestMismatch), ExitBadInput},
 		{wrap(unpacker.ErrIDOutsideMapping), ExitBadInput},
+		{wrap(unpacker.ErrInvalidLayer), ExitBadInput},
+		{wrap(io.ErrUnexpectedEOF), ExitTransient},
 		{&fs.PathError{Op: "openat", Path: "nnn", Err: syscall.ENAMETOOLONG}, ExitBadInput},
 		{wrap(unpacker.ErrTooLarge), ExitLimit},
 		{wrap(unpacker.ErrTruncated), ExitTransient},
