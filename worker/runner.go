@@ -69,6 +69,9 @@ type UnpackJob struct {
 // every job; its error is the run's (a stream that could not be read, the
 // worker that failed), not a layer's.
 func (r *Runner) Unpack(ctx context.Context, jobs []UnpackJob, done func(i int, res *unpacker.LayerResult, err error)) error {
+	if done == nil {
+		done = func(int, *unpacker.LayerResult, error) {}
+	}
 	n := len(jobs)
 	par := r.Parallel
 	if par <= 0 || par > n {
@@ -152,11 +155,18 @@ func (r *Runner) Remove(ctx context.Context, paths []string) error {
 	if err := r.call(ctx, opRemove, removeRequest{Paths: paths}, feed{}, nil, nil, &reply); err != nil {
 		return err
 	}
-	errs := make([]error, len(reply.Errors))
-	for i, e := range reply.Errors {
-		errs[i] = e.err()
+	if len(reply.Errors) == 0 {
+		return nil
 	}
-	return errors.Join(errs...)
+	// One line (errors.Join would print one per path), every class kept.
+	all := &remoteError{}
+	var msgs []string
+	for _, e := range reply.Errors {
+		msgs = append(msgs, e.Msg)
+		all.wraps = append(all.wraps, e.err())
+	}
+	all.msg = strings.Join(msgs, "; ")
+	return all
 }
 
 // feed is what call copies into the worker: streams, at most par at once
