@@ -109,6 +109,11 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 	if err != nil {
 		return rec, err
 	}
+	// The mount is planned here, once, and persisted with the record.
+	mounts, err := s.mountsOf(ImageRecord{ID: req.ID, Lowers: lowers})
+	if err != nil {
+		return rec, fmt.Errorf("image %q: %w", req.ID, err)
+	}
 
 	quota := false
 	defer func() {
@@ -175,6 +180,7 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 		ExcludeBase:    req.ExcludeBase,
 		Quota:          quota,
 		Config:         req.Config,
+		Mounts:         mounts,
 	}
 	rec.BaseInodes, rec.DiskLimitInodes = baseInodes, req.DiskLimitInodes
 	if err := ctx.Err(); err != nil {
@@ -205,13 +211,17 @@ func (s *Store) syncImage(dir string) error {
 		filepath.Join(s.root, "images"), filepath.Join(s.root, "layers"), filepath.Join(s.root, "l"))
 }
 
-// Image reads an image's record, checking every name in it.
+// Image reads an image's record, checking every name in it and its
+// persisted mount.
 func (s *Store) Image(id string) (ImageRecord, error) {
 	rec, err := s.readImage(id)
 	if err != nil {
 		return rec, err
 	}
-	return rec, checkImageRecord(id, &rec)
+	if err := checkImageRecord(id, &rec); err != nil {
+		return rec, err
+	}
+	return rec, s.checkMounts(&rec)
 }
 
 // readImage reads an image's record as it is (for clean, which must count
@@ -352,6 +362,55 @@ func (s *Store) MountPlan(rec ImageRecord) (overlayxfs.Plan, error) {
 		p.Lowers = append(p.Lowers, s.linkPath(short))
 	}
 	return p, nil
+}
+
+// mountsOf plans the mounts of an image from its checked names: the one
+// overlay of MountPlan's dirs (overlayxfs.Plan.Mount refuses a store path
+// the options cannot carry).
+func (s *Store) mountsOf(rec ImageRecord) ([]overlayxfs.Mount, error) {
+	p, err := s.MountPlan(rec)
+	if err != nil {
+		return nil, err
+	}
+	m, err := p.Mount()
+	if err != nil {
+		return nil, err
+	}
+	return []overlayxfs.Mount{m}, nil
+}
+
+// checkMounts checks the persisted mounts of a record whose names
+// checkImageRecord has checked: they must be exactly the ones its layers
+// give in this store (type overlay, lowerdir the l/<short> links of
+// rec.Lowers in order, upperdir/workdir/target images/<id>/{diff,work,
+// rootfs}), or the record was tampered with (an extra option, a lowerdir
+// of / or an upperdir of /etc would otherwise be mounted). Recomputing and
+// comparing checks every field with no parser of the options.
+func (s *Store) checkMounts(rec *ImageRecord) error {
+	want, err := s.mountsOf(*rec)
+	if err != nil {
+		if errors.Is(err, ErrBadRecord) {
+			return err
+		}
+		return fmt.Errorf("image %q: cannot check its mount: %w: %w", rec.ID, ErrBadRecord, err)
+	}
+	if rec.Mounts == nil {
+		// A record written by a taproot before mounts were persisted:
+		// its mount is computed once here, on read, from the same
+		// checked names (nothing is written back; delete and the
+		// fragment use this value).
+		rec.Mounts = want
+		return nil
+	}
+	if len(rec.Mounts) != len(want) {
+		return fmt.Errorf("image %q: record names %d mounts, its layers give %d: %w", rec.ID, len(rec.Mounts), len(want), ErrBadRecord)
+	}
+	for i := range want {
+		if !rec.Mounts[i].Equal(want[i]) {
+			return fmt.Errorf("image %q: record's mount %q on %q (%q) is not the one its layers give in this store: %w", rec.ID, rec.Mounts[i].Type, rec.Mounts[i].Target, rec.Mounts[i].Data(), ErrBadRecord)
+		}
+	}
+	return nil
 }
 
 // shortOf is the short link name a layer's record gives, checked to be

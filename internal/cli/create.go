@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"os"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/spf13/cobra"
 	"github.com/taproot-dev/taproot/fetcher"
 	"github.com/taproot-dev/taproot/gc"
 	"github.com/taproot-dev/taproot/spec"
 	"github.com/taproot-dev/taproot/store"
-	"golang.org/x/sys/unix"
 )
 
 type createOptions struct {
@@ -146,23 +146,34 @@ func runCreate(ctx context.Context, g *globals, o *createOptions, rawRef, id str
 	if err != nil {
 		return err
 	}
-	plan, err := st.MountPlan(rec)
-	if err != nil {
-		return err
-	}
-	opts := plan.Options()
-	if o.withMount {
-		if err := unix.Mount("overlay", plan.Rootfs, "overlay", 0, plan.Data()); err != nil {
-			return &os.PathError{Op: "mount overlay", Path: plan.Rootfs, Err: err}
+	// The mounts planned and persisted at create: performed here with
+	// --with-mount (and then not printed), else printed for the runtime.
+	root := rec.Mounts[0].Target
+	var mounts []specs.Mount
+	for _, m := range rec.Mounts {
+		if o.withMount {
+			if err := m.Mount(); err != nil {
+				return err
+			}
+			defer func() {
+				if err != nil {
+					m.Unmount()
+				}
+			}()
+			continue
 		}
-		opts = nil
+		sm, err := m.SpecMount(root)
+		if err != nil {
+			return err
+		}
+		mounts = append(mounts, sm)
 	}
 	frag := spec.Fragment(spec.FragmentInput{
 		ID:             id,
 		Ref:            rec.Ref,
 		ManifestDigest: string(rec.ManifestDigest),
-		RootPath:       plan.Rootfs,
-		MountOptions:   opts,
+		RootPath:       root,
+		Mounts:         mounts,
 		Config:         rec.Config.Config,
 		UID:            user.UID,
 		GID:            user.GID,

@@ -6,8 +6,8 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+	"github.com/taproot-dev/taproot/overlayxfs"
 	"github.com/taproot-dev/taproot/store"
-	"golang.org/x/sys/unix"
 )
 
 // NewCmdDelete returns `taproot delete`.
@@ -33,11 +33,9 @@ retry a delete safely.`,
 				g.log.Warn("nothing to delete: image not found", "id", id, "store", g.storePath)
 				return nil
 			}
-			// Undo --with-mount; EINVAL means it was not mounted.
-			rootfs := filepath.Join(st.Root(), "images", id, "rootfs")
 			if os.Geteuid() == 0 {
-				if err := unix.Unmount(rootfs, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-					return &os.PathError{Op: "unmount", Path: rootfs, Err: err}
+				if err := unmountImage(st, id); err != nil {
+					return err
 				}
 			}
 			err = st.Delete(cmd.Context(), id)
@@ -52,4 +50,21 @@ retry a delete safely.`,
 			return nil
 		},
 	}
+}
+
+// unmountImage undoes --with-mount: it unmounts the image's persisted
+// mounts, which Image has checked. A record that does not check out names
+// no path to unmount: then only the id's own rootfs dir in this store is
+// (the one target a valid record has), so delete still removes it whole.
+func unmountImage(st *store.Store, id string) error {
+	rec, err := st.Image(id)
+	if err != nil {
+		return overlayxfs.Mount{Target: filepath.Join(st.Root(), "images", id, "rootfs")}.Unmount()
+	}
+	for _, m := range rec.Mounts {
+		if err := m.Unmount(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
