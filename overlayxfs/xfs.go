@@ -100,6 +100,16 @@ func mountOf(dir string) (*mountinfo.Info, error) {
 	return entries[len(entries)-1], nil
 }
 
+// IsMountPoint says whether a mount of this process's namespace is on dir
+// (a clean absolute path, compared with mountinfo's unescaped mount points).
+func IsMountPoint(dir string) (bool, error) {
+	entries, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(dir))
+	if err != nil {
+		return false, fmt.Errorf("read mountinfo: %w", err)
+	}
+	return len(entries) > 0, nil
+}
+
 // lookTool finds an admin tool in PATH or the sbin dirs, which a daemon's
 // PATH may lack.
 func lookTool(name string) (string, error) {

@@ -166,6 +166,14 @@ func TestMountOfEscapedAndBindMounts(t *testing.T) {
 			t.Errorf("mountOf(%q) = %+v, %v", want, m, err)
 		}
 	}
+	for _, d := range []string{dir, bind} {
+		if on, err := IsMountPoint(d); err != nil || !on {
+			t.Errorf("IsMountPoint(%q) = %v, %v", d, on, err)
+		}
+	}
+	if on, err := IsMountPoint(filepath.Dir(dir)); err != nil || on {
+		t.Errorf("IsMountPoint(%q) = %v, %v; want false", filepath.Dir(dir), on, err)
+	}
 	if typ, err := FilesystemType(dir); err != nil || typ != "tmpfs" {
 		t.Errorf("FilesystemType = %q, %v", typ, err)
 	}

@@ -105,7 +105,7 @@ func runInitStore(ctx context.Context, g *globals, o *initStoreOptions, storeGiv
 	}
 	if o.sizeBytes > 0 {
 		quotaOn, _ := overlayxfs.ProjectQuotaEnabled(root)
-		mounted, _ := isMountPoint(root)
+		mounted, _ := overlayxfs.IsMountPoint(root)
 		switch {
 		case mounted && quotaOn:
 			g.log.Info("store filesystem already mounted", "store", root)
@@ -246,26 +246,6 @@ func lookupID(s, kind string) (uint32, error) {
 	return 0, fmt.Errorf("no %s %q", kind, s)
 }
 
-// isMountPoint reports whether dir is the root of a mount.
-func isMountPoint(dir string) (bool, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false, err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && unescapeMountinfo(f[4]) == dir {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-func unescapeMountinfo(s string) string {
-	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
-	return r.Replace(s)
-}
-
 // NewCmdDeleteStore returns `taproot delete-store`.
 func NewCmdDeleteStore(g *globals) *cobra.Command {
 	return &cobra.Command{
@@ -291,7 +271,7 @@ lose their rootfs. Deleting a store that does not exist succeeds.`,
 			if err := overlayxfs.UnregisterStore(quotahelper.StoresListPath, root); err != nil {
 				return err
 			}
-			if mounted, _ := isMountPoint(root); mounted {
+			if mounted, _ := overlayxfs.IsMountPoint(root); mounted {
 				// Only a mount init-store made: never unmount an admin's
 				// --xfs-mount.
 				if _, err := os.Stat(backingFile(root)); err == nil {
@@ -306,7 +286,7 @@ lose their rootfs. Deleting a store that does not exist succeeds.`,
 			if err := os.Remove(backingFile(root)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return err
 			}
-			if mounted, _ := isMountPoint(root); mounted {
+			if mounted, _ := overlayxfs.IsMountPoint(root); mounted {
 				// An --xfs-mount store: remove what is inside, keep the mount.
 				entries, _ := os.ReadDir(root)
 				for _, e := range entries {
