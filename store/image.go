@@ -406,6 +406,12 @@ func (s *Store) checkMounts(rec *ImageRecord) error {
 		return fmt.Errorf("image %q: record names %d mounts, its layers give %d: %w", rec.ID, len(rec.Mounts), len(want), ErrBadRecord)
 	}
 	for i := range want {
+		if got := rec.Mounts[i]; !got.Equal(want[i]) && got.Target != want[i].Target && strings.HasSuffix(got.Target, strings.TrimPrefix(want[i].Target, s.root)) {
+			// Not used either way; said apart so that an admin who moved
+			// the store (or reaches it by a bind mount) knows why before
+			// check --repair removes the images.
+			return fmt.Errorf("image %q: record's mount is on %q, not in this store %s (was the store moved or is it reached by another path?): %w", rec.ID, got.Target, s.root, ErrBadRecord)
+		}
 		if !rec.Mounts[i].Equal(want[i]) {
 			return fmt.Errorf("image %q: record's mount %q on %q (%q) is not the one its layers give in this store: %w", rec.ID, rec.Mounts[i].Type, rec.Mounts[i].Target, rec.Mounts[i].Data(), ErrBadRecord)
 		}

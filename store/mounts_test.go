@@ -128,3 +128,27 @@ func TestPersistedMountIsChecked(t *testing.T) {
 func setOption(m map[string]any, i int, opt string) {
 	m["mounts"].([]any)[0].(map[string]any)["options"].([]any)[i] = opt
 }
+
+// A store reached by another path (moved, or bind-mounted elsewhere) has
+// records whose mounts name the old path: they are refused like any other
+// mount that is not this store's, and the error says why.
+func TestMovedStoreMountsAreRefused(t *testing.T) {
+	st := testStore(t)
+	l := &fakeLayer{data: layerTar(t, entry{name: "f", body: "x"})}
+	if _, err := st.Create(context.Background(), CreateRequest{ID: "a", Layers: []Layer{l.layer()}}); err != nil {
+		t.Fatal(err)
+	}
+	moved := filepath.Join(filepath.Dir(st.Root()), "moved")
+	if err := os.Rename(st.Root(), moved); err != nil {
+		t.Fatal(err)
+	}
+	opts := st.opts
+	st2, err := Open(context.Background(), moved, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = st2.Image("a")
+	if !errors.Is(err, ErrBadRecord) || !strings.Contains(err.Error(), "moved") {
+		t.Fatalf("Image in the moved store: %v, want ErrBadRecord saying the store moved", err)
+	}
+}
