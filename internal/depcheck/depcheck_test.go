@@ -38,6 +38,14 @@ func errorsOf(vs []Violation) []string {
 	return out
 }
 
+// wantErrors checks r on g gives exactly the want messages, in order.
+func wantErrors(t *testing.T, g Graph, r *Rule, want ...string) {
+	t.Helper()
+	if got := errorsOf(g.Check(r)); !slices.Equal(got, want) {
+		t.Errorf("Check:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 func TestCheckDenyNamesTheShortestChain(t *testing.T) {
 	g := fake(
 		"x.io/store: x.io/a x.io/b fmt",
@@ -46,14 +54,10 @@ func TestCheckDenyNamesTheShortestChain(t *testing.T) {
 		"x.io/b: x.io/cobra/sub",
 	)
 	r := &Rule{Pkg: "x.io/store", Why: "no CLI", Deny: []string{"x.io/cobra/..."}}
-	got := errorsOf(g.Check(r))
-	want := []string{
+	wantErrors(t, g, r,
 		"x.io/store must not depend on x.io/cobra/sub (no CLI); it does by x.io/store -> x.io/b -> x.io/cobra/sub",
 		"x.io/store must not depend on x.io/cobra (no CLI); it does by x.io/store -> x.io/a -> x.io/c -> x.io/cobra",
-	}
-	if !slices.Equal(got, want) {
-		t.Errorf("Check:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
+	)
 	// The pattern "p/..." is p and below, not every path with p as prefix.
 	if vs := fake("x.io/store: x.io/cobrax").Check(r); len(vs) != 0 {
 		t.Errorf("x.io/cobrax matched x.io/cobra/...: %v", errorsOf(vs))
@@ -67,14 +71,10 @@ func TestCheckAllowInScope(t *testing.T) {
 		"x.io/thirdparty: m.io/other",
 	)
 	r := &Rule{Pkg: "m.io/leaf", Why: "leaf", Scope: []string{"m.io/..."}, Allow: []string{"m.io/idmap"}}
-	got := errorsOf(g.Check(r))
-	want := []string{
+	wantErrors(t, g, r,
 		"m.io/leaf must not depend on m.io/store (leaf); it does by m.io/leaf -> m.io/idmap -> m.io/store",
 		"m.io/leaf must not depend on m.io/other (leaf); it does by m.io/leaf -> x.io/thirdparty -> m.io/other",
-	}
-	if !slices.Equal(got, want) {
-		t.Errorf("Check:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
+	)
 	// An empty Allow with a Scope allows nothing in the scope.
 	r = &Rule{Pkg: "m.io/leaf", Scope: []string{"m.io/..."}, Allow: []string{}}
 	if got := len(g.Check(r)); got != 3 {

@@ -130,44 +130,41 @@ func load(t *testing.T, tests bool) Graph {
 	return g
 }
 
-func TestLayering(t *testing.T) {
+// eachRule runs f on every rule as a subtest, with the graph it is judged
+// on (loaded once per kind).
+func eachRule(t *testing.T, f func(t *testing.T, g Graph, r probed)) {
 	for _, set := range []struct {
 		tests bool
 		rules []probed
 	}{{false, productRules}, {true, testRules}} {
 		g := load(t, set.tests)
 		for _, r := range set.rules {
-			t.Run(strings.TrimPrefix(r.Pkg, mod+"/"), func(t *testing.T) {
-				for _, v := range g.Check(&r.Rule) {
-					t.Error(v)
-				}
-			})
+			t.Run(strings.TrimPrefix(r.Pkg, mod+"/"), func(t *testing.T) { f(t, g, r) })
 		}
 	}
+}
+
+func TestLayering(t *testing.T) {
+	eachRule(t, func(t *testing.T, g Graph, r probed) {
+		for _, v := range g.Check(&r.Rule) {
+			t.Error(v)
+		}
+	})
 }
 
 // TestRulesCanFail: each rule, on the real graph, refuses its probe
 // brought in by an extra import, and names the chain.
 func TestRulesCanFail(t *testing.T) {
-	for _, set := range []struct {
-		tests bool
-		rules []probed
-	}{{false, productRules}, {true, testRules}} {
-		g := load(t, set.tests)
-		for _, r := range set.rules {
-			t.Run(strings.TrimPrefix(r.Pkg, mod+"/"), func(t *testing.T) {
-				bad := cloneWith(g, r.Pkg, r.probe)
-				vs := bad.Check(&r.Rule)
-				want := r.Pkg + " -> example.com/middle -> " + r.probe
-				for _, v := range vs {
-					if v.Dep == r.probe && strings.Contains(v.Error(), want) {
-						return
-					}
-				}
-				t.Errorf("with %s importing %s by example.com/middle: %v, want a violation naming the chain %q", r.Pkg, r.probe, vs, want)
-			})
+	eachRule(t, func(t *testing.T, g Graph, r probed) {
+		vs := cloneWith(g, r.Pkg, r.probe).Check(&r.Rule)
+		want := r.Pkg + " -> example.com/middle -> " + r.probe
+		for _, v := range vs {
+			if v.Dep == r.probe && strings.Contains(v.Error(), want) {
+				return
+			}
 		}
-	}
+		t.Errorf("with %s importing %s by example.com/middle: %v, want a violation naming the chain %q", r.Pkg, r.probe, vs, want)
+	})
 }
 
 // cloneWith returns a copy of g in which from imports probe through a
