@@ -150,6 +150,9 @@ type Rule struct {
 	Deny  []string
 	Scope []string
 	Allow []string
+	// Direct makes Allow judge only Pkg's own imports (the arrows of a
+	// layer diagram); Deny still judges every dependency.
+	Direct bool
 	// Exceptions are import edges the rule tolerates for now: the walk
 	// does not follow them. Each must still exist (else it fails: delete
 	// it), and must be made only in its Files.
@@ -205,7 +208,7 @@ func (g Graph) Check(r *Rule) []Violation {
 	for len(queue) > 0 {
 		p := queue[0]
 		queue = queue[1:]
-		if p != r.Pkg && r.forbids(g[p]) {
+		if p != r.Pkg && r.forbids(g[p], parent[p] == r.Pkg) {
 			out = append(out, Violation{Rule: r, Dep: p, Chain: chain(parent, p)})
 		}
 		node := g[p]
@@ -269,14 +272,15 @@ func fileImports(path string) ([]string, error) {
 	return out, nil
 }
 
-func (r *Rule) forbids(p *Package) bool {
+// forbids says whether r refuses p, imported by Pkg itself when direct.
+func (r *Rule) forbids(p *Package, direct bool) bool {
 	if p == nil {
 		return false
 	}
 	if matchAny(r.Deny, p) {
 		return true
 	}
-	if r.Allow == nil {
+	if r.Allow == nil || (r.Direct && !direct) {
 		return false
 	}
 	if len(r.Scope) > 0 && !matchAny(r.Scope, p) {

@@ -87,6 +87,18 @@ func TestCheckAllowInScope(t *testing.T) {
 	}
 }
 
+func TestCheckDirect(t *testing.T) {
+	g := fake(
+		"m.io/cli: m.io/builder m.io/store",
+		"m.io/builder: m.io/store m.io/fetcher x.io/cobra",
+	)
+	r := &Rule{Pkg: "m.io/cli", Why: "layers", Scope: []string{"m.io/..."}, Allow: []string{"m.io/builder"}, Deny: []string{"x.io/cobra"}, Direct: true}
+	wantErrors(t, g, r,
+		"m.io/cli must not depend on m.io/store (layers); it does by m.io/cli -> m.io/store",
+		"m.io/cli must not depend on x.io/cobra (layers); it does by m.io/cli -> m.io/builder -> x.io/cobra",
+	)
+}
+
 func TestCheckUnknownPackage(t *testing.T) {
 	vs := fake("a.io/x: fmt").Check(&Rule{Pkg: "a.io/gone", Deny: []string{"fmt"}})
 	if len(vs) != 1 || !strings.Contains(vs[0].Error(), "a.io/gone: not in the loaded graph") {
