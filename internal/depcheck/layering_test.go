@@ -121,7 +121,8 @@ var productRules = []probed{
 			edge("internal/cli", "fetcher", byBuilder, "create.go", "events.go", "exitcode.go", "fetch.go"),
 			edge("internal/cli", "gc", byBuilder, "clean.go", "create.go"),
 			edge("internal/cli", "internal/idmap", byBuilder, "store.go"),
-			edge("internal/cli", "overlayxfs", byBuilder, "exitcode.go", "initstore.go", "quota.go", "store.go"),
+			// delete.go: on main since branch mounts (delete unmounts the persisted Mount).
+			edge("internal/cli", "overlayxfs", byBuilder, "delete.go", "exitcode.go", "initstore.go", "quota.go", "store.go"),
 			edge("internal/cli", "store", byBuilder+"; worker.go: "+byWorker,
 				"check.go", "create.go", "delete.go", "events.go", "exitcode.go", "fetch.go", "initstore.go", "stats.go", "store.go", "worker.go"),
 			edge("internal/cli", "unpacker", byBuilder+" (exitcode.go matches unpacker's classes)", "exitcode.go"),
