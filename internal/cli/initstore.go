@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/taproot-dev/taproot/overlayxfs"
-	"github.com/taproot-dev/taproot/quotahelper"
 	"github.com/taproot-dev/taproot/spec"
 	"github.com/taproot-dev/taproot/store"
 	"golang.org/x/sys/unix"
@@ -121,7 +120,7 @@ func runInitStore(ctx context.Context, g *globals, o *initStoreOptions, storeGiv
 		}
 	}
 	// Before anything is made: a refused store leaves nothing behind.
-	if err := checkOneOwnerPerFS(quotahelper.StoresListPath, root, uid); err != nil {
+	if err := checkOneOwnerPerFS(overlayxfs.StoresListPath, root, uid); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(root, 0o755); err != nil {
@@ -145,8 +144,8 @@ func runInitStore(ctx context.Context, g *globals, o *initStoreOptions, storeGiv
 		return err
 	}
 	if quota {
-		if err := overlayxfs.RegisterStore(quotahelper.StoresListPath, root); err != nil {
-			return fmt.Errorf("list the store in %s: %w", quotahelper.StoresListPath, err)
+		if err := overlayxfs.RegisterStore(overlayxfs.StoresListPath, root); err != nil {
+			return fmt.Errorf("list the store in %s: %w", overlayxfs.StoresListPath, err)
 		}
 	} else {
 		g.log.Warn("the store's filesystem has no XFS project quotas: images get no disk limits", "store", root, "filesystem", fsType)
@@ -162,7 +161,7 @@ func runInitStore(ctx context.Context, g *globals, o *initStoreOptions, storeGiv
 // in listPath is on the same filesystem (st_dev of root, or of its nearest
 // existing parent) and has another owner (its meta's owner_uid, or the uid
 // owning its dir). XFS project quotas cannot keep two owners apart on one
-// filesystem: see quotahelper.ErrSharedFilesystem.
+// filesystem: see overlayxfs.ErrSharedFilesystem.
 func checkOneOwnerPerFS(listPath, root string, owner uint32) error {
 	data, err := os.ReadFile(listPath)
 	if errors.Is(err, os.ErrNotExist) {
@@ -197,7 +196,7 @@ func checkOneOwnerPerFS(listPath, root string, owner uint32) error {
 			otherOwner = m.OwnerUID
 		}
 		if otherOwner != owner {
-			return fmt.Errorf("store %s for uid %d: it would be on the filesystem of store %s of uid %d: %w", root, owner, other, otherOwner, quotahelper.ErrSharedFilesystem)
+			return fmt.Errorf("store %s for uid %d: it would be on the filesystem of store %s of uid %d: %w", root, owner, other, otherOwner, overlayxfs.ErrSharedFilesystem)
 		}
 	}
 	return nil
@@ -268,7 +267,7 @@ lose their rootfs. Deleting a store that does not exist succeeds.`,
 			// While the store is still listed: on an --xfs-mount store the
 			// images' project limits would outlive it.
 			g.clearStoreQuotas(cmd.Context(), root)
-			if err := overlayxfs.UnregisterStore(quotahelper.StoresListPath, root); err != nil {
+			if err := overlayxfs.UnregisterStore(overlayxfs.StoresListPath, root); err != nil {
 				return err
 			}
 			if mounted, _ := overlayxfs.IsMountPoint(root); mounted {
