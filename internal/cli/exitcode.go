@@ -7,6 +7,7 @@ import (
 	"net"
 	"syscall"
 
+	"github.com/taproot-dev/taproot/builder"
 	"github.com/taproot-dev/taproot/fetcher"
 	"github.com/taproot-dev/taproot/overlayxfs"
 	"github.com/taproot-dev/taproot/store"
@@ -54,34 +55,9 @@ func (c ExitCode) Class() string {
 	return "unknown"
 }
 
-// Sentinels of this package's own failures.
-var (
-	// errBadInput marks a bad flag value, config file or argument.
-	errBadInput = errors.New("bad input")
-	// errStoreDamaged marks check's verdict on a damaged store.
-	errStoreDamaged = errors.New("store is damaged")
-	// errNoStore: a command that needs an existing store found none.
-	errNoStore = errors.New("no store")
-)
-
 // badInput marks err as the caller's mistake (exit code 2) without
 // changing its text.
-func badInput(err error) error {
-	if err == nil {
-		return nil
-	}
-	return classified{err: err, class: errBadInput}
-}
-
-// classified wraps err with a sentinel that errors.Is finds, keeping
-// err's message as it is.
-type classified struct {
-	err   error
-	class error
-}
-
-func (c classified) Error() string   { return c.err.Error() }
-func (c classified) Unwrap() []error { return []error{c.err, c.class} }
+func badInput(err error) error { return builder.BadInput(err) }
 
 // exitCodeOf maps err to its class with errors.Is/As on the sentinels of
 // the packages it came from. The order matters where an error could match
@@ -90,15 +66,14 @@ func exitCodeOf(err error) ExitCode {
 	switch {
 	case err == nil:
 		return ExitOK
-	case errors.Is(err, errStoreDamaged),
+	case errors.Is(err, builder.ErrStoreDamaged),
 		errors.Is(err, store.ErrBadRecord):
 		return ExitDamaged
-	case errors.Is(err, errBadInput),
+	case errors.Is(err, builder.ErrBadInput),
 		errors.Is(err, fetcher.ErrBadReference),
 		errors.Is(err, store.ErrBadID),
 		errors.Is(err, store.ErrImageExists),
 		errors.Is(err, store.ErrMappingDiffer),
-		errors.Is(err, store.ErrNotInitalized),
 		errors.Is(err, store.ErrStoreUnsafe),
 		errors.Is(err, store.ErrUnreachable),
 		// The image cannot be used: its layers are hostile or not what
@@ -109,7 +84,7 @@ func exitCodeOf(err error) ExitCode {
 		return ExitBadInput
 	case errors.Is(err, fetcher.ErrNotFound),
 		errors.Is(err, store.ErrImageNotFound),
-		errors.Is(err, errNoStore):
+		errors.Is(err, builder.ErrNoStore):
 		return ExitNotFound
 	case errors.Is(err, fetcher.ErrUnauthorized),
 		errors.Is(err, fetcher.ErrPolicyDenied):

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/taproot-dev/taproot/builder"
 	"github.com/taproot-dev/taproot/fetcher"
 	"github.com/taproot-dev/taproot/overlayxfs"
 	"github.com/taproot-dev/taproot/store"
@@ -35,7 +36,7 @@ func TestExitCodeOf(t *testing.T) {
 		{wrap(store.ErrMappingDiffer), ExitBadInput},
 		{wrap(fetcher.ErrNotFound), ExitNotFound},
 		{wrap(store.ErrImageNotFound), ExitNotFound},
-		{fmt.Errorf("%w at /x", errNoStore), ExitNotFound},
+		{fmt.Errorf("%w at /x", builder.ErrNoStore), ExitNotFound},
 		{wrap(fetcher.ErrUnauthorized), ExitUnauthorized},
 		{wrap(fetcher.ErrPolicyDenied), ExitUnauthorized},
 		{&fs.PathError{Op: "mkdir", Path: "/root/store", Err: syscall.EACCES}, ExitUnauthorized},
@@ -46,7 +47,7 @@ func TestExitCodeOf(t *testing.T) {
 		{wrap(overlayxfs.ErrQuotaHelper), ExitLimit},
 		{&fs.PathError{Op: "write", Path: "/s/x", Err: syscall.ENOSPC}, ExitLimit},
 		{&fs.PathError{Op: "write", Path: "/s/x", Err: syscall.EDQUOT}, ExitLimit},
-		{errDamaged, ExitDamaged},
+		{fmt.Errorf("%w; run taproot check --repair", builder.ErrStoreDamaged), ExitDamaged},
 		{wrap(store.ErrBadRecord), ExitDamaged},
 		{wrap(store.ErrStoreUnsafe), ExitBadInput},
 		{wrap(unpacker.ErrUnsafePath), ExitBadInput},
