@@ -2,7 +2,6 @@ package builder
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -23,19 +22,6 @@ const (
 	// ReclaimCommand makes the binary remove deleted images' files; delete
 	// starts it in the background (see Delete).
 	ReclaimCommand = "__reclaim"
-)
-
-// Errors of the builder's own, matched with errors.Is (the command line
-// turns them into exit classes).
-var (
-	// ErrBadInput marks a request the caller got wrong: a flag value out of
-	// range, flags that exclude each other, a bad mapping.
-	ErrBadInput = errors.New("bad input")
-	// ErrNoStore: a use case that needs an existing store found none.
-	ErrNoStore = errors.New("no store")
-	// ErrStoreDamaged is Check's verdict on a damaged store it did not
-	// repair.
-	ErrStoreDamaged = errors.New("store is damaged")
 )
 
 // Options make a Builder: what every use case shares.
@@ -86,25 +72,6 @@ func New(o Options) *Builder {
 
 // StorePath is the resolved store path ("" when there is none).
 func (b *Builder) StorePath() string { return b.storePath }
-
-// classified wraps err with a sentinel that errors.Is finds, keeping err's
-// message as it is.
-type classified struct {
-	err   error
-	class error
-}
-
-func (c classified) Error() string   { return c.err.Error() }
-func (c classified) Unwrap() []error { return []error{c.err, c.class} }
-
-// BadInput marks err as the caller's mistake (errors.Is(err, ErrBadInput))
-// without changing its text.
-func BadInput(err error) error {
-	if err == nil {
-		return nil
-	}
-	return classified{err: err, class: ErrBadInput}
-}
 
 // parseMappings resolves --uid-mapping/--gid-mapping ("C:H:N" each) over
 // the config's; nil results mean the store's (or a new store's default).

@@ -190,16 +190,30 @@ func TestCreateAndAfter(t *testing.T) {
 		"etc/group":  "root:x:0:\nstaff:x:50:\n",
 	})
 
-	var resolved, layers int
+	var resolved, layers, unpacked int
 	res, err := b.Create(ctx, CreateRequest{Ref: ref, ID: "c1", Hooks: Hooks{
-		Resolved: func(*fetcher.Image) { resolved++ },
-		Layer:    func(i int, _ fetcher.Layer, rc io.ReadCloser) io.ReadCloser { layers++; return rc },
+		Resolved: func(img Image) {
+			if img.Ref == ref && len(img.Layers) == 1 {
+				resolved++
+			}
+		},
+		Layer: func(i int, l Layer, rc io.ReadCloser) io.ReadCloser {
+			if l.Size > 0 {
+				layers++
+			}
+			return rc
+		},
+		Event: func(e Event) {
+			if e.Kind == LayerUnpacked && e.Verified {
+				unpacked++
+			}
+		},
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resolved != 1 || layers != 1 {
-		t.Errorf("hooks: resolved %d times, %d layer streams; want 1 and 1", resolved, layers)
+	if resolved != 1 || layers != 1 || unpacked != 1 {
+		t.Errorf("hooks: resolved %d times, %d layer streams, %d verified unpacks; want 1 each", resolved, layers, unpacked)
 	}
 	want := filepath.Join(b.StorePath(), "images", "c1", "rootfs")
 	if real, err := filepath.EvalSymlinks(filepath.Dir(b.StorePath())); err == nil {

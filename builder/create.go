@@ -148,7 +148,7 @@ func (b *Builder) Create(ctx context.Context, req CreateRequest) (res CreateResu
 	if err != nil {
 		return res, err
 	}
-	st, err := b.openStore(ctx, p.uids, p.gids, req.Hooks.Store)
+	st, err := b.openStore(ctx, p.uids, p.gids, req.Hooks.storeProgress())
 	if err != nil {
 		return res, err
 	}
@@ -161,9 +161,7 @@ func (b *Builder) Create(ctx context.Context, req CreateRequest) (res CreateResu
 	}
 	defer src.Close()
 	img := src.Image()
-	if req.Hooks.Resolved != nil {
-		req.Hooks.Resolved(&img)
-	}
+	req.Hooks.resolved(img)
 	rec, err := st.Create(ctx, store.CreateRequest{
 		ID:              req.ID,
 		Ref:             p.ref.String(),

@@ -18,20 +18,6 @@ type Registry struct {
 	InsecureRegistries []string
 }
 
-// Hooks let the caller show a create's or pull's progress; each may be
-// nil. They are called from several goroutines.
-type Hooks struct {
-	// Resolved is called once the image's manifest and config are read,
-	// before any layer is fetched.
-	Resolved func(img *fetcher.Image)
-	// Layer wraps the stream of layer i (img.Layers[i]) as the store reads
-	// it, e.g. to count its bytes.
-	Layer func(i int, l fetcher.Layer, rc io.ReadCloser) io.ReadCloser
-	// Store receives the store's reports (layer cached, unpacked,
-	// squashed).
-	Store func(store.Progress)
-}
-
 // openSource opens ref with the config's registry settings and r, with the
 // store's cache of manifests and configs.
 func (b *Builder) openSource(ctx context.Context, ref fetcher.Reference, r Registry, st *store.Store) (*fetcher.Source, error) {
@@ -53,7 +39,7 @@ func (b *Builder) openSource(ctx context.Context, ref fetcher.Reference, r Regis
 
 // storeLayers describes src's layers to the store, streaming from src
 // through wrap (nil: as they are).
-func storeLayers(src *fetcher.Source, wrap func(int, fetcher.Layer, io.ReadCloser) io.ReadCloser) []store.Layer {
+func storeLayers(src *fetcher.Source, wrap func(int, Layer, io.ReadCloser) io.ReadCloser) []store.Layer {
 	var out []store.Layer
 	img := src.Image()
 	cacheKey := localVersion(img.Ref)
@@ -69,7 +55,7 @@ func storeLayers(src *fetcher.Source, wrap func(int, fetcher.Layer, io.ReadClose
 				if err != nil || wrap == nil {
 					return rc, err
 				}
-				return wrap(i, l, rc), nil
+				return wrap(i, layerOf(l), rc), nil
 			},
 		})
 	}
@@ -119,7 +105,7 @@ func (b *Builder) Pull(ctx context.Context, req PullRequest) (PullResult, error)
 	if err != nil {
 		return PullResult{}, err
 	}
-	st, err := b.openStore(ctx, uids, gids, req.Hooks.Store)
+	st, err := b.openStore(ctx, uids, gids, req.Hooks.storeProgress())
 	if err != nil {
 		return PullResult{}, err
 	}
@@ -128,10 +114,7 @@ func (b *Builder) Pull(ctx context.Context, req PullRequest) (PullResult, error)
 		return PullResult{}, err
 	}
 	defer src.Close()
-	img := src.Image()
-	if req.Hooks.Resolved != nil {
-		req.Hooks.Resolved(&img)
-	}
+	req.Hooks.resolved(src.Image())
 	keys, err := st.Pull(ctx, storeLayers(src, req.Hooks.Layer))
 	if err != nil {
 		return PullResult{}, err

@@ -7,7 +7,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 	"github.com/taproot-dev/taproot/builder"
-	"github.com/taproot-dev/taproot/fetcher"
 )
 
 // registryFlags registers the registry flags of create and pull into r.
@@ -23,10 +22,10 @@ func registryFlags(cmd *cobra.Command, r *builder.Registry) {
 func hooks(p *progress, ev *events) builder.Hooks {
 	return builder.Hooks{
 		Resolved: ev.resolved,
-		Layer: func(i int, l fetcher.Layer, rc io.ReadCloser) io.ReadCloser {
+		Layer: func(i int, l builder.Layer, rc io.ReadCloser) io.ReadCloser {
 			return ev.track(i, p.track(layerName(l.BlobDigest, i), l.Size, rc))
 		},
-		Store: ev.store,
+		Event: ev.event,
 	}
 }
 
