@@ -349,3 +349,56 @@ func TestNoStore(t *testing.T) {
 		t.Errorf("a read made the store: %v", err)
 	}
 }
+
+// Pull brings an image's layers without an image; clean then takes them.
+func TestPull(t *testing.T) {
+	b := testBuilder(t, config.Default())
+	ctx := context.Background()
+	ref := ociLayout(t, "", map[string]string{"etc/passwd": "root:x:0:0::/root:/bin/sh\n"})
+	var events []EventKind
+	res, err := b.Pull(ctx, PullRequest{Ref: ref, Hooks: Hooks{Event: func(e Event) { events = append(events, e.Kind) }}})
+	if err != nil || res.Layers != 1 || res.Ref != ref {
+		t.Fatalf("pull: %+v, %v", res, err)
+	}
+	if len(events) != 1 || events[0] != LayerUnpacked {
+		t.Errorf("pull events %v, want one LayerUnpacked", events)
+	}
+	m, err := b.Metrics(ctx, MetricsRequest{})
+	if err != nil || m.Images != 0 || m.Layers != 1 || m.LayersUnreferenced != 1 {
+		t.Errorf("metrics after pull: %+v, %v; want one unreferenced layer, no image", m, err)
+	}
+	// Again: the layer is cached.
+	events = nil
+	if _, err := b.Pull(ctx, PullRequest{Ref: ref, Hooks: Hooks{Event: func(e Event) { events = append(events, e.Kind) }}}); err != nil || len(events) != 1 || events[0] != LayerCached {
+		t.Errorf("second pull: events %v, %v; want one LayerCached", events, err)
+	}
+}
+
+// InitStore on a filesystem without project quotas makes the store for
+// its owner, says so, and changes nothing when run again.
+func TestInitStoreWithoutQuota(t *testing.T) {
+	b := testBuilder(t, config.Default())
+	ctx := context.Background()
+	req := InitStoreRequest{Owner: "200000:200000"} // container root is the owner (testBuilder's mapping)
+	res, err := b.InitStore(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Quota {
+		t.Skipf("%s has XFS project quotas: this test is about a store without them", res.Store)
+	}
+	if res.Filesystem == "" || filepath.Base(res.Store) != "store" {
+		t.Errorf("init-store: %+v", res)
+	}
+	meta, err := store.ReadStoreMeta(res.Store)
+	if err != nil || meta.OwnerUID != 200000 || meta.OwnerGID != 200000 {
+		t.Errorf("store meta %+v, %v; want owner 200000:200000", meta, err)
+	}
+	again, err := b.InitStore(ctx, req)
+	if err != nil || again != res {
+		t.Errorf("init-store again: %+v, %v; first %+v", again, err, res)
+	}
+	if _, err := b.InitStore(ctx, InitStoreRequest{SizeBytes: 1, XFSMount: "/x"}); err == nil {
+		t.Errorf("--store-size-bytes with --xfs-mount accepted")
+	}
+}
