@@ -37,11 +37,4 @@
 // an unprivileged caller cannot create or remove itself: that work runs in
 // a worker process (this same binary) inside a user namespace with the
 // store's mapping; see RunWorker.
-//
-// The image user (ResolveUser) is looked up in the image's own /etc/passwd
-// and /etc/group, which the image author wrote and a container that broke
-// out as container root's host ID can rewrite in a layer, and root reads
-// them: they are opened beneath the layer (openat2 RESOLVE_IN_ROOT), as an
-// O_PATH|O_NOFOLLOW fd first, only a regular file is then opened, O_NONBLOCK
-// (a FIFO cannot hang create), and at most 1 MiB is read (see user.go).
 package store

@@ -20,7 +20,6 @@ var (
 	ErrImageNotFound = errors.New("image not found")
 	ErrBadID         = errors.New("invalid image id")
 	ErrMappingDiffer = errors.New("id mapping differs from the store's")
-	ErrNotInitalized = errors.New("store is not initialized")
 )
 
 // Limiter applies per-image disk limits (XFS project quotas through the

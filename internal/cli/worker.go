@@ -2,10 +2,11 @@ package cli
 
 import (
 	"github.com/spf13/cobra"
+	"github.com/taproot-dev/taproot/builder"
 	"github.com/taproot-dev/taproot/store"
 )
 
-const workerCommand = "__worker"
+const workerCommand = builder.WorkerCommand
 
 // NewCmdWorker is the hidden command taproot runs itself as inside a user
 // namespace, to write files owned by container IDs.
@@ -19,25 +20,6 @@ func NewCmdWorker(g *globals) *cobra.Command {
 		PersistentPreRunE: func(*cobra.Command, []string) error { g.ran = true; return nil },
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return store.RunWorker(cmd.Context(), g.streams.In, g.streams.Out)
-		},
-	}
-}
-
-const reclaimCommand = "__reclaim"
-
-// NewCmdReclaim is the hidden command delete starts in the background to
-// remove the files of deleted images.
-func NewCmdReclaim(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:    reclaimCommand,
-		Hidden: true,
-		Args:   cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			st, ok, err := g.openExistingStore(cmd.Context())
-			if err != nil || !ok {
-				return err
-			}
-			return st.Reclaim(cmd.Context())
 		},
 	}
 }

@@ -118,16 +118,17 @@ var productRules = []probed{
 		Allow:  pkgs("builder", "internal/config", "spec"),
 		Direct: true,
 		Exceptions: []Exception{
-			edge("internal/cli", "fetcher", byBuilder, "create.go", "events.go", "exitcode.go", "fetch.go"),
-			edge("internal/cli", "gc", byBuilder, "clean.go", "create.go"),
-			edge("internal/cli", "internal/idmap", byBuilder, "store.go"),
-			// delete.go: on main since branch mounts (delete unmounts the persisted Mount).
-			edge("internal/cli", "overlayxfs", byBuilder, "delete.go", "exitcode.go", "initstore.go", "quota.go", "store.go"),
-			edge("internal/cli", "store", byBuilder+"; worker.go: "+byWorker,
-				"check.go", "create.go", "delete.go", "events.go", "exitcode.go", "fetch.go", "initstore.go", "stats.go", "store.go", "worker.go"),
-			edge("internal/cli", "unpacker", byBuilder+" (exitcode.go matches unpacker's classes)", "exitcode.go"),
+			edge("internal/cli", "store", byWorker, "worker.go"),
 		},
 	}, probe: mod + "/quotahelper", direct: mod + "/internal/flock"},
+	{Rule: Rule{
+		Pkg:    mod + "/builder",
+		Why:    "the use cases compose the store, the fetcher and the policies; no CLI framework, nothing above them",
+		Deny:   append(pkgs("internal/cli", "quotahelper"), "github.com/spf13/cobra/..."),
+		Scope:  pkgs("..."),
+		Allow:  pkgs("store", "fetcher", "gc", "spec", "overlayxfs", "internal/config", "internal/idmap", "idmap", "unpacker"),
+		Direct: true,
+	}, probe: "github.com/spf13/cobra", direct: mod + "/internal/userns"},
 	{Rule: Rule{
 		Pkg: mod + "/gc",
 		Why: "gc is policy over the store",
@@ -146,7 +147,6 @@ var productRules = []probed{
 		Allow:  pkgs("worker", "unpacker", "overlayxfs", "internal/flock", "internal/idmap", "idmap"),
 		Direct: true,
 		Exceptions: []Exception{
-			edge("store", "spec", "branch builder moves store/user.go into builder/", "user.go"),
 			edge("store", "internal/userns", byWorker+" (store/worker.go)", "worker.go"),
 		},
 	}, probe: "github.com/spf13/cobra", direct: mod + "/internal/config"},
