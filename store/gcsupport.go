@@ -14,7 +14,7 @@ import (
 
 // LayerKeys lists the layer dirs present (published or not).
 func (s *Store) LayerKeys() ([]string, error) {
-	entries, err := os.ReadDir(filepath.Join(s.root, "layers"))
+	entries, err := os.ReadDir(s.layersDir())
 	if err != nil {
 		return nil, err
 	}
@@ -27,7 +27,7 @@ func (s *Store) LayerKeys() ([]string, error) {
 
 // ReferencedLayers returns every layer key an image record references.
 func (s *Store) ReferencedLayers() (map[string]bool, error) {
-	entries, err := os.ReadDir(filepath.Join(s.root, "images"))
+	entries, err := os.ReadDir(s.imagesDir())
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +74,7 @@ func (s *Store) RemoveLayerIfUnused(ctx context.Context, key string, unused func
 	if err := checkLayerKey(key); err != nil {
 		return false, 0, err
 	}
-	lock, ok, err := flock.TryExclusive(s.lockPath("layer-" + key))
+	lock, ok, err := flock.TryExclusive(s.layerLock(key))
 	if err != nil || !ok {
 		return false, 0, err
 	}
@@ -115,7 +115,7 @@ func (s *Store) RemoveUnreferencedLayers(ctx context.Context, keys []string) (re
 			if !validLayerKey(key) {
 				continue
 			}
-			l, ok, err := flock.TryExclusive(s.lockPath("layer-" + key))
+			l, ok, err := flock.TryExclusive(s.layerLock(key))
 			if err != nil {
 				release()
 				return removed, bytes, err
@@ -181,7 +181,7 @@ func (s *Store) removeLockedLayer(ctx context.Context, key string, lock *flock.L
 	}
 	// The rename durable before the link and the content go: a cut must
 	// not bring the layer's record back over missing files.
-	if err := syncDirs(s.opts.Sync, filepath.Join(s.root, "layers")); err != nil {
+	if err := syncDirs(s.opts.Sync, s.layersDir()); err != nil {
 		t.lock.RemoveAndRelease() // trash left as debris for a later clean
 		return true, 0, fmt.Errorf("remove layer %s: %w", key, err)
 	}
@@ -207,7 +207,7 @@ func (s *Store) removeLinksOf(key string) {
 // RemoveDanglingLinks removes short links whose layer is gone and not being
 // published right now.
 func (s *Store) RemoveDanglingLinks() (int, error) {
-	entries, err := os.ReadDir(filepath.Join(s.root, "l"))
+	entries, err := os.ReadDir(s.linksDir())
 	if err != nil {
 		return 0, err
 	}
@@ -229,66 +229,28 @@ func (s *Store) RemoveDanglingLinks() (int, error) {
 		if s.layerExists(key) {
 			continue
 		}
-		lock, ok, err := flock.TryExclusive(s.lockPath("layer-" + key))
-		if err != nil || !ok {
+		lock := claim(s.layerLock(key), func() bool { return !s.layerExists(key) })
+		if lock == nil {
 			continue
 		}
-		if !s.layerExists(key) {
-			if os.Remove(p) == nil {
-				n++
-			}
-			lock.RemoveAndRelease() // no layer, no lock file
-		} else {
-			lock.Release()
+		if os.Remove(p) == nil {
+			n++
 		}
+		lock.RemoveAndRelease() // no layer, no lock file
 	}
 	return n, nil
-}
-
-// RemoveUnfinishedImages removes image dirs without a record whose create
-// is no longer running.
-func (s *Store) RemoveUnfinishedImages(ctx context.Context) ([]string, error) {
-	entries, err := os.ReadDir(filepath.Join(s.root, "images"))
-	if err != nil {
-		return nil, err
-	}
-	var removed []string
-	for _, e := range entries {
-		id := e.Name()
-		dir := s.imageDir(id)
-		if _, err := os.Stat(filepath.Join(dir, "image.json")); err == nil {
-			continue
-		}
-		if ValidateID(id) != nil {
-			continue
-		}
-		lock, ok, err := flock.TryExclusive(s.lockPath("image-" + id))
-		if err != nil || !ok {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(dir, "image.json")); err != nil {
-			if s.opts.Limiter != nil {
-				s.opts.Limiter.Clear(ctx, dir)
-			}
-			if err := s.removeAll(ctx, dir); err == nil {
-				removed = append(removed, dir)
-			}
-		}
-		lock.RemoveAndRelease()
-	}
-	return removed, nil
 }
 
 // RemoveStaleLocalRecords removes recorded local-rootfs versions whose layer
 // is gone.
 func (s *Store) RemoveStaleLocalRecords() int {
-	entries, _ := os.ReadDir(filepath.Join(s.root, "meta"))
+	entries, _ := os.ReadDir(s.metaDir())
 	n := 0
 	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), "local-") {
+		if !strings.HasPrefix(e.Name(), localPrefix) {
 			continue
 		}
-		p := filepath.Join(s.root, "meta", e.Name())
+		p := filepath.Join(s.metaDir(), e.Name())
 		var r localCacheRecord
 		if err := readJSON(p, &r); err == nil {
 			if k, err := layerKey(r.DiffID); err == nil && s.layerExists(k) {

@@ -48,7 +48,7 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 	if err := ValidateID(req.ID); err != nil {
 		return rec, err
 	}
-	idLock, err := flock.Exclusive(ctx, s.lockPath("image-"+req.ID))
+	idLock, err := flock.Exclusive(ctx, s.imageLock(req.ID))
 	if err != nil {
 		return rec, err
 	}
@@ -62,7 +62,7 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 		}
 	}()
 
-	if _, err := os.Stat(filepath.Join(dir, "image.json")); err == nil {
+	if _, err := os.Stat(s.imageRecord(req.ID)); err == nil {
 		return rec, fmt.Errorf("image %q: %w", req.ID, ErrImageExists)
 	}
 	if _, err := os.Lstat(dir); err == nil {
@@ -131,8 +131,8 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 	if err := a.fix(dir, true); err != nil {
 		return rec, fmt.Errorf("image %q: %w", req.ID, err)
 	}
-	for _, sub := range []string{"rootfs", "diff", "work"} {
-		if err := s.mkdirForContainerRoot(filepath.Join(dir, sub)); err != nil {
+	for _, sub := range imageSubdirs {
+		if err := s.mkdirForContainerRoot(s.imageSub(req.ID, sub)); err != nil {
 			return rec, fmt.Errorf("image %q: %w", req.ID, err)
 		}
 	}
@@ -180,7 +180,7 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 	if err := ctx.Err(); err != nil {
 		return rec, err
 	}
-	if err := writeJSONAtomic(filepath.Join(dir, "image.json"), &rec, 0o644, s.opts.Sync); err != nil {
+	if err := writeJSONAtomic(s.imageRecord(req.ID), &rec, 0o644, s.opts.Sync); err != nil {
 		return rec, fmt.Errorf("image %q: write record: %w", req.ID, err)
 	}
 	if err := s.syncImage(dir); err != nil {
@@ -202,7 +202,7 @@ func (s *Store) syncImage(dir string) error {
 	}
 	return syncDirs(true,
 		filepath.Join(dir, "rootfs"), filepath.Join(dir, "diff"), filepath.Join(dir, "work"),
-		filepath.Join(s.root, "images"), filepath.Join(s.root, "layers"), filepath.Join(s.root, "l"))
+		s.imagesDir(), s.layersDir(), s.linksDir())
 }
 
 // Image reads an image's record, checking every name in it.
@@ -221,7 +221,7 @@ func (s *Store) readImage(id string) (ImageRecord, error) {
 	if err := ValidateID(id); err != nil {
 		return rec, err
 	}
-	err := readJSON(filepath.Join(s.imageDir(id), "image.json"), &rec)
+	err := readJSON(s.imageRecord(id), &rec)
 	if errors.Is(err, fs.ErrNotExist) {
 		return rec, fmt.Errorf("image %q: %w", id, ErrImageNotFound)
 	}
@@ -233,7 +233,7 @@ func (s *Store) readImage(id string) (ImageRecord, error) {
 
 // Images lists complete images.
 func (s *Store) Images() ([]ImageRecord, error) {
-	entries, err := os.ReadDir(filepath.Join(s.root, "images"))
+	entries, err := os.ReadDir(s.imagesDir())
 	if err != nil {
 		return nil, err
 	}
@@ -254,14 +254,14 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	if err := ValidateID(id); err != nil {
 		return err
 	}
-	idLock, err := flock.Exclusive(ctx, s.lockPath("image-"+id))
+	idLock, err := flock.Exclusive(ctx, s.imageLock(id))
 	if err != nil {
 		return err
 	}
 	defer idLock.RemoveAndRelease()
 	dir := s.imageDir(id)
 	var rec ImageRecord
-	err = readJSON(filepath.Join(dir, "image.json"), &rec)
+	err = readJSON(s.imageRecord(id), &rec)
 	if errors.Is(err, fs.ErrNotExist) {
 		if _, statErr := os.Lstat(dir); statErr != nil {
 			return fmt.Errorf("image %q: %w", id, ErrImageNotFound)
@@ -277,7 +277,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	}
 	// Move aside first: the id is free at once, and a killed delete leaves
 	// only tmp debris.
-	t, err := s.newTmp(ctx, "trash")
+	t, err := s.newTmp(ctx, tmpTrash)
 	if err != nil {
 		return err
 	}
@@ -288,7 +288,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	}
 	// Durable before delete returns, and before clean may remove the
 	// layers: a cut must not bring back a record whose layers are gone.
-	if err := syncDirs(s.opts.Sync, filepath.Join(s.root, "images")); err != nil {
+	if err := syncDirs(s.opts.Sync, s.imagesDir()); err != nil {
 		s.removeTmp(ctx, t)
 		return fmt.Errorf("image %q: %w", id, err)
 	}
@@ -306,18 +306,18 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 // reclaimers rather than skipping their trash, so that after it returns
 // no trash of a finished delete is left.
 func (s *Store) Reclaim(ctx context.Context) error {
-	entries, err := os.ReadDir(filepath.Join(s.root, "tmp"))
+	entries, err := os.ReadDir(s.tmpDir())
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, e := range entries {
 		name := e.Name()
-		if !strings.HasPrefix(name, "trash-") {
+		if !strings.HasPrefix(name, tmpTrash+"-") {
 			continue
 		}
-		path := filepath.Join(s.root, "tmp", name)
-		l, err := flock.Exclusive(ctx, s.lockPath("tmp-"+name))
+		path := s.tmpPath(name)
+		l, err := flock.Exclusive(ctx, s.tmpLock(name))
 		if err != nil {
 			return err
 		}
@@ -380,7 +380,7 @@ func (s *Store) ContainerRoot() (uid, gid uint32, err error) {
 // warnNoQuotaOnce says, the first time a limit is asked of a store without
 // project quotas, that limits are not enforced.
 func (s *Store) warnNoQuotaOnce() {
-	marker := filepath.Join(s.root, "meta", "no-quota-warned")
+	marker := s.noQuotaMarker()
 	f, err := os.OpenFile(marker, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return

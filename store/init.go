@@ -71,7 +71,7 @@ func Init(ctx context.Context, root string, o InitOptions) (Meta, error) {
 		return m, err
 	}
 	// Hand the layout to the owner, with the modes perm.go explains.
-	s := &Store{root: root, meta: m, log: slog.New(slog.DiscardHandler)}
+	s := &Store{layout: layout{root}, meta: m, log: slog.New(slog.DiscardHandler)}
 	if err := s.ensureLayout(true); err != nil {
 		return m, err
 	}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	"github.com/taproot-dev/taproot/internal/flock"
 	"github.com/taproot-dev/taproot/overlayxfs"
 )
 
@@ -66,30 +65,17 @@ func squashKeyOf(lowers []string) string {
 }
 
 func (s *Store) ensureSquashed(ctx context.Context, key string, lowersTopFirst []string, held heldLayers) error {
-	if _, ok := held[key]; !ok {
-		sh, err := flock.Shared(ctx, s.lockPath("layer-"+key))
-		if err != nil {
-			return err
-		}
-		held[key] = sh
-	}
-	if s.layerExists(key) {
-		return nil
-	}
-	// Build it under its fetch lock, as a missing layer is fetched.
-	ex, err := flock.Exclusive(ctx, s.lockPath("fetch-"+key))
-	if err != nil {
+	// Built under its fetch lock, as a missing layer is fetched.
+	ex, err := s.acquireLayer(ctx, key, held)
+	if err != nil || ex == nil {
 		return err
 	}
 	defer ex.RemoveAndRelease()
-	if s.layerExists(key) {
-		return nil
-	}
 	return s.buildSquashed(ctx, key, lowersTopFirst)
 }
 
 func (s *Store) buildSquashed(ctx context.Context, key string, lowersTopFirst []string) error {
-	t, err := s.newWorkerTmp(ctx, "squash")
+	t, err := s.newWorkerTmp(ctx, tmpSquash)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/taproot-dev/taproot/internal/flock"
 	"github.com/taproot-dev/taproot/internal/idmap"
 )
 
@@ -73,7 +74,7 @@ type Options struct {
 
 // Store is an opened store.
 type Store struct {
-	root string
+	layout
 	meta Meta
 	opts Options
 	log  *slog.Logger
@@ -121,7 +122,7 @@ func Open(ctx context.Context, root string, opts Options) (*Store, error) {
 	if opts.ParallelLayers <= 0 {
 		opts.ParallelLayers = 3
 	}
-	s := &Store{root: root, opts: opts, log: opts.Logger}
+	s := &Store{layout: layout{root}, opts: opts, log: opts.Logger}
 	err = readJSON(s.metaPath(), &s.meta)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -272,7 +273,7 @@ func (s *Store) initLayout(ctx context.Context) error {
 		return err
 	}
 	// Two processes may initialise at once: the lock decides who writes.
-	l, err := s.lockStoreInit(ctx)
+	l, err := flock.Exclusive(ctx, s.initLock())
 	if err != nil {
 		return err
 	}
@@ -301,11 +302,3 @@ func (s *Store) Root() string { return s.root }
 
 // Meta returns the store's metadata.
 func (s *Store) Meta() Meta { return s.meta }
-
-func (s *Store) metaPath() string           { return filepath.Join(s.root, "meta", "store.json") }
-func (s *Store) layerDir(key string) string { return filepath.Join(s.root, "layers", key) }
-func (s *Store) imageDir(id string) string  { return filepath.Join(s.root, "images", id) }
-func (s *Store) linkPath(short string) string {
-	return filepath.Join(s.root, "l", short)
-}
-func (s *Store) lockPath(name string) string { return filepath.Join(s.root, "locks", name+".lock") }
