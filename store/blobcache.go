@@ -97,13 +97,13 @@ func (s *Store) CacheBlob(d digest.Digest, data []byte) error {
 	return syncDirs(s.opts.Sync, dir)
 }
 
-// RemoveUnreferencedBlobs removes cached manifests and configs that no
+// removeUnreferencedBlobs removes cached manifests and configs that no
 // image record leads to: the manifest digest a record names, and what that
 // manifest (or index) names in turn. The cache only saves requests, so
 // removing an entry a create is about to use costs that create a fetch,
 // nothing else. It returns how many it removed, and removes the cache's
 // dirs when they are left empty.
-func (s *Store) RemoveUnreferencedBlobs() int {
+func (s *Store) removeUnreferencedBlobs() int {
 	dir := s.blobDir()
 	entries, err := os.ReadDir(dir)
 	if err != nil {

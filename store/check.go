@@ -65,7 +65,7 @@ type ImageProblem struct {
 func (s *Store) Check(ctx context.Context, opts CheckOptions) (CheckReport, error) {
 	repair := opts.Repair
 	rep := CheckReport{Quick: opts.Quick, Layers: []LayerProblem{}, Images: []ImageProblem{}, DanglingLinks: []string{}, MissingLinks: []string{}, Debris: []string{}}
-	keys, err := s.LayerKeys()
+	keys, err := s.layerKeys()
 	if err != nil {
 		return rep, err
 	}
@@ -76,7 +76,7 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (CheckReport, erro
 			rep.Layers = append(rep.Layers, LayerProblem{key, "not a layer taproot made (the name is no layer key)"})
 			continue
 		}
-		rec, err := s.ReadLayer(key)
+		rec, err := s.readLayer(key)
 		if err != nil {
 			rep.Layers = append(rep.Layers, LayerProblem{key, "no readable layer.json: " + err.Error()})
 			continue
@@ -140,7 +140,7 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (CheckReport, erro
 		if ValidateID(id) != nil {
 			continue // debris, below
 		}
-		rec, err := s.Image(id)
+		rec, err := s.Image(ctx, id)
 		if errors.Is(err, ErrImageNotFound) {
 			continue // unfinished: debris unless its create is in flight
 		}
@@ -188,7 +188,7 @@ func (s *Store) repair(ctx context.Context, rep *CheckReport) error {
 			}
 			continue
 		}
-		if _, _, err := s.RemoveLayerIfUnused(ctx, p.Key, func() (bool, error) { return true, nil }); err != nil {
+		if _, _, err := s.removeLayerIfUnused(ctx, p.Key, func() (bool, error) { return true, nil }); err != nil {
 			return fmt.Errorf("remove damaged layer %s: %w", p.Key, err)
 		}
 	}
@@ -199,9 +199,9 @@ func (s *Store) repair(ctx context.Context, rep *CheckReport) error {
 			return fmt.Errorf("remove damaged image %s: %w", p.ID, err)
 		}
 	}
-	keys, _ := s.LayerKeys()
+	keys, _ := s.layerKeys()
 	for _, key := range keys {
-		if rec, err := s.ReadLayer(key); err == nil && validShort(key, rec.Short) {
+		if rec, err := s.readLayer(key); err == nil && validShort(key, rec.Short) {
 			target := linkTarget(key)
 			if got, err := os.Readlink(s.linkPath(rec.Short)); err != nil || got != target {
 				os.Remove(s.linkPath(rec.Short))
@@ -211,7 +211,7 @@ func (s *Store) repair(ctx context.Context, rep *CheckReport) error {
 			}
 		}
 	}
-	if _, err := s.RemoveDanglingLinks(); err != nil {
+	if _, err := s.removeDanglingLinks(); err != nil {
 		return err
 	}
 	if _, err := s.sweepDebris(ctx, debrisSweep{remove: true, stray: true}); err != nil {

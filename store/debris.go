@@ -213,11 +213,3 @@ func exists(p string) bool {
 	_, err := os.Lstat(p)
 	return err == nil
 }
-
-// RemoveDebris removes what killed processes left: scratch dirs, unfinished
-// images, cache writes and lock files nobody holds. It returns the paths
-// removed.
-func (s *Store) RemoveDebris(ctx context.Context) ([]string, error) { return s.removeDebris(ctx) }
-
-// RemoveUnfinishedImages is part of RemoveDebris now; it removes nothing.
-func (s *Store) RemoveUnfinishedImages(ctx context.Context) ([]string, error) { return nil, nil }

@@ -92,7 +92,7 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 			continue
 		}
 		seen[keys[i]] = true
-		lr, err := s.ReadLayer(keys[i])
+		lr, err := s.readLayer(keys[i])
 		if err != nil {
 			return rec, fmt.Errorf("layer %s: %w", l.DiffID, err)
 		}
@@ -206,7 +206,7 @@ func (s *Store) syncImage(dir string) error {
 }
 
 // Image reads an image's record, checking every name in it.
-func (s *Store) Image(id string) (ImageRecord, error) {
+func (s *Store) Image(ctx context.Context, id string) (ImageRecord, error) {
 	rec, err := s.readImage(id)
 	if err != nil {
 		return rec, err
@@ -232,14 +232,17 @@ func (s *Store) readImage(id string) (ImageRecord, error) {
 }
 
 // Images lists complete images.
-func (s *Store) Images() ([]ImageRecord, error) {
+func (s *Store) Images(ctx context.Context) ([]ImageRecord, error) {
 	entries, err := os.ReadDir(s.imagesDir())
 	if err != nil {
 		return nil, err
 	}
 	var out []ImageRecord
 	for _, e := range entries {
-		rec, err := s.Image(e.Name())
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		rec, err := s.Image(ctx, e.Name())
 		if err != nil {
 			continue // unfinished or being deleted
 		}
@@ -357,7 +360,7 @@ func (s *Store) MountPlan(rec ImageRecord) (overlayxfs.Plan, error) {
 // shortOf is the short link name a layer's record gives, checked to be
 // one of that layer's names.
 func (s *Store) shortOf(key string) (string, error) {
-	lr, err := s.ReadLayer(key)
+	lr, err := s.readLayer(key)
 	if err != nil {
 		return "", fmt.Errorf("layer %s: %w", key, err)
 	}

@@ -76,8 +76,8 @@ func (s *Store) layerExists(key string) bool {
 	return err == nil
 }
 
-// ReadLayer returns a layer's record.
-func (s *Store) ReadLayer(key string) (LayerRecord, error) {
+// readLayer returns a layer's record.
+func (s *Store) readLayer(key string) (LayerRecord, error) {
 	var r LayerRecord
 	if err := checkLayerKey(key); err != nil {
 		return r, err

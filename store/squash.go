@@ -84,7 +84,7 @@ func (s *Store) buildSquashed(ctx context.Context, key string, lowersTopFirst []
 	var merged []string
 	for i := len(lowersTopFirst) - 1; i >= 0; i-- {
 		k := lowersTopFirst[i]
-		lr, err := s.ReadLayer(k)
+		lr, err := s.readLayer(k)
 		if err != nil {
 			return err
 		}

@@ -56,7 +56,7 @@ func NewCmdList(g *globals) *cobra.Command {
 				return err
 			}
 			if ok {
-				recs, err := st.Images()
+				recs, err := st.Images(cmd.Context())
 				if err != nil {
 					return err
 				}

@@ -12,8 +12,132 @@ import (
 	"github.com/taproot-dev/taproot/internal/flock"
 )
 
-// LayerKeys lists the layer dirs present (published or not).
-func (s *Store) LayerKeys() ([]string, error) {
+// CleanResult says what Clean reclaimed.
+type CleanResult struct {
+	ReclaimedBytes int64 // bytes of the layers removed (from their records)
+	LayersRemoved  int
+	LinksRemoved   int
+	// DebrisRemoved counts scratch dirs, unfinished images and cache
+	// writes left by killed processes, and deleted images' trash.
+	DebrisRemoved int
+}
+
+// Clean is the store's garbage collection, without racing the creates and
+// deletes that run at the same time: it waits for deferred deletes in
+// flight (Reclaim), removes debris (see debris.go), then the layers no
+// image record references and no create holds (in batches, see
+// removeUnreferencedLayers), the local-rootfs records and cached
+// manifests and configs that lead nowhere any more, and the short links
+// whose layer is gone.
+func (s *Store) Clean(ctx context.Context) (CleanResult, error) {
+	var res CleanResult
+	if err := s.Reclaim(ctx); err != nil {
+		return res, fmt.Errorf("reclaim deleted images: %w", err)
+	}
+	debris, err := s.removeDebris(ctx)
+	res.DebrisRemoved = len(debris)
+	if err != nil {
+		return res, fmt.Errorf("remove debris: %w", err)
+	}
+	keys, err := s.layerKeys()
+	if err != nil {
+		return res, err
+	}
+	// A first look skips layers that are plainly in use; the candidates
+	// are looked at again under their locks.
+	inUse, err := s.referencedLayers()
+	if err != nil {
+		return res, err
+	}
+	var candidates []string
+	for _, key := range keys {
+		if !inUse[key] {
+			candidates = append(candidates, key)
+		}
+	}
+	res.LayersRemoved, res.ReclaimedBytes, err = s.removeUnreferencedLayers(ctx, candidates)
+	if err != nil {
+		return res, err
+	}
+	s.removeStaleLocalRecords()
+	s.removeUnreferencedBlobs()
+	res.LinksRemoved, err = s.removeDanglingLinks()
+	return res, err
+}
+
+// Usage is what a store holds: what metrics report and what the clean
+// threshold compares.
+type Usage struct {
+	// LayerBytes is the file content committed in the store's layers
+	// (squashed ones included), from their records.
+	LayerBytes int64 `json:"layer_bytes"`
+	Layers     int   `json:"layers"`
+	// UnreferencedLayers is how many layers no image record names (what
+	// Clean would remove unless a create holds them).
+	UnreferencedLayers int `json:"unreferenced_layers"`
+	// Images counts complete images (a readable, well-formed record);
+	// BaseBytes and DiskLimitBytes sum their base sizes and disk limits.
+	Images         int   `json:"images"`
+	BaseBytes      int64 `json:"base_bytes"`
+	DiskLimitBytes int64 `json:"disk_limit_bytes"`
+}
+
+// UsageOptions say how much Usage reads.
+type UsageOptions struct {
+	// LayersOnly reads the layer records alone: LayerBytes and Layers,
+	// what the clean threshold compares before every create. Reading the
+	// image records too cost 23-33 ms in a store of 1,000 images against
+	// 0.024-0.027 ms without them (BenchmarkUsage, three runs).
+	LayersOnly bool
+}
+
+// Usage reads every layer record and, unless LayersOnly, every image
+// record once.
+func (s *Store) Usage(ctx context.Context, opts UsageOptions) (Usage, error) {
+	var u Usage
+	keys, err := s.layerKeys()
+	if err != nil {
+		return u, err
+	}
+	u.Layers = len(keys)
+	for _, k := range keys {
+		if r, err := s.readLayer(k); err == nil {
+			u.LayerBytes += r.Size
+		}
+	}
+	if opts.LayersOnly {
+		return u, nil
+	}
+	ids, err := os.ReadDir(s.imagesDir())
+	if err != nil {
+		return u, err
+	}
+	refs := map[string]bool{}
+	for _, e := range ids {
+		if err := ctx.Err(); err != nil {
+			return u, err
+		}
+		rec, err := s.readImage(e.Name())
+		if err != nil {
+			continue // unfinished or being deleted
+		}
+		addRefs(refs, rec)
+		if checkImageRecord(e.Name(), &rec) == nil {
+			u.Images++
+			u.BaseBytes += rec.BaseSize
+			u.DiskLimitBytes += int64(rec.DiskLimit)
+		}
+	}
+	for _, k := range keys {
+		if !refs[k] {
+			u.UnreferencedLayers++
+		}
+	}
+	return u, nil
+}
+
+// layerKeys lists the layer dirs present (published or not).
+func (s *Store) layerKeys() ([]string, error) {
 	entries, err := os.ReadDir(s.layersDir())
 	if err != nil {
 		return nil, err
@@ -25,52 +149,40 @@ func (s *Store) LayerKeys() ([]string, error) {
 	return keys, nil
 }
 
-// ReferencedLayers returns every layer key an image record references.
-func (s *Store) ReferencedLayers() (map[string]bool, error) {
+// referencedLayers returns every layer key an image record references.
+func (s *Store) referencedLayers() (map[string]bool, error) {
 	entries, err := os.ReadDir(s.imagesDir())
 	if err != nil {
 		return nil, err
 	}
 	refs := map[string]bool{}
 	for _, e := range entries {
-		// Membership only: a damaged record's names still keep their
-		// layers (a running container may use them), and are never paths.
-		r, err := s.readImage(e.Name())
-		if err != nil {
-			continue
-		}
-		for _, d := range r.Layers {
-			if k, err := layerKey(d); err == nil {
-				refs[k] = true
-			}
-		}
-		for _, k := range r.Lowers {
-			refs[k] = true
+		if r, err := s.readImage(e.Name()); err == nil {
+			addRefs(refs, r)
 		}
 	}
 	return refs, nil
 }
 
-// CommittedSize is the bytes the store's layers hold, from their records.
-func (s *Store) CommittedSize() (int64, error) {
-	keys, err := s.LayerKeys()
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	for _, k := range keys {
-		if r, err := s.ReadLayer(k); err == nil {
-			n += r.Size
+// addRefs adds the layer keys an image record names to refs: membership
+// only, so a damaged record's names still keep their layers (a running
+// container may use them), and are never paths.
+func addRefs(refs map[string]bool, r ImageRecord) {
+	for _, d := range r.Layers {
+		if k, err := layerKey(d); err == nil {
+			refs[k] = true
 		}
 	}
-	return n, nil
+	for _, k := range r.Lowers {
+		refs[k] = true
+	}
 }
 
-// RemoveLayerIfUnused removes layer key when no process holds its lock
+// removeLayerIfUnused removes layer key when no process holds its lock
 // and unused (asked while holding the lock exclusively) says nothing
 // references it. A create takes a shared lock on a layer before it writes a
 // record that references it, so the answer cannot go stale.
-func (s *Store) RemoveLayerIfUnused(ctx context.Context, key string, unused func() (bool, error)) (removed bool, size int64, err error) {
+func (s *Store) removeLayerIfUnused(ctx context.Context, key string, unused func() (bool, error)) (removed bool, size int64, err error) {
 	if err := checkLayerKey(key); err != nil {
 		return false, 0, err
 	}
@@ -86,12 +198,12 @@ func (s *Store) RemoveLayerIfUnused(ctx context.Context, key string, unused func
 	return s.removeLockedLayer(ctx, key, lock)
 }
 
-// removeBatch is how many layers RemoveUnreferencedLayers locks before it
+// removeBatch is how many layers removeUnreferencedLayers locks before it
 // reads the records once for all of them (well under the default limit of
 // 1024 open files).
 const removeBatch = 256
 
-// RemoveUnreferencedLayers removes the layers among keys that no image
+// removeUnreferencedLayers removes the layers among keys that no image
 // record references and no process holds. It locks a batch of them
 // (exclusively, without waiting: a held layer is in use), then reads the
 // records once for the whole batch: a create takes a layer's lock shared
@@ -99,7 +211,7 @@ const removeBatch = 256
 // record can name one of its layers. Reading the records once per layer
 // instead cost 35 ms a layer in a store of 1,000 images (28.8x a small
 // store's cost).
-func (s *Store) RemoveUnreferencedLayers(ctx context.Context, keys []string) (removed int, bytes int64, err error) {
+func (s *Store) removeUnreferencedLayers(ctx context.Context, keys []string) (removed int, bytes int64, err error) {
 	for start := 0; start < len(keys); start += removeBatch {
 		if err := ctx.Err(); err != nil {
 			return removed, bytes, err
@@ -124,7 +236,7 @@ func (s *Store) RemoveUnreferencedLayers(ctx context.Context, keys []string) (re
 				locked[key] = l
 			}
 		}
-		refs, err := s.ReferencedLayers()
+		refs, err := s.referencedLayers()
 		if err != nil {
 			release()
 			return removed, bytes, err
@@ -164,7 +276,7 @@ func (s *Store) removeLockedLayer(ctx context.Context, key string, lock *flock.L
 			lock.Release()
 		}
 	}()
-	rec, recErr := s.ReadLayer(key)
+	rec, recErr := s.readLayer(key)
 	size = rec.Size
 	// Move aside, then drop the link, then remove the content: a crash
 	// leaves tmp debris, never a half-removed layer under its real name.
@@ -204,9 +316,9 @@ func (s *Store) removeLinksOf(key string) {
 	}
 }
 
-// RemoveDanglingLinks removes short links whose layer is gone and not being
+// removeDanglingLinks removes short links whose layer is gone and not being
 // published right now.
-func (s *Store) RemoveDanglingLinks() (int, error) {
+func (s *Store) removeDanglingLinks() (int, error) {
 	entries, err := os.ReadDir(s.linksDir())
 	if err != nil {
 		return 0, err
@@ -241,9 +353,9 @@ func (s *Store) RemoveDanglingLinks() (int, error) {
 	return n, nil
 }
 
-// RemoveStaleLocalRecords removes recorded local-rootfs versions whose layer
+// removeStaleLocalRecords removes recorded local-rootfs versions whose layer
 // is gone.
-func (s *Store) RemoveStaleLocalRecords() int {
+func (s *Store) removeStaleLocalRecords() int {
 	entries, _ := os.ReadDir(s.metaDir())
 	n := 0
 	for _, e := range entries {
