@@ -269,13 +269,7 @@ func (s *Store) removeUnreferencedLayers(ctx context.Context, keys []string) (re
 // holds exclusively, and releases the lock (removing its file when the
 // layer went).
 func (s *Store) removeLockedLayer(ctx context.Context, key string, lock *flock.Lock) (removed bool, size int64, err error) {
-	defer func() {
-		if removed {
-			lock.RemoveAndRelease()
-		} else {
-			lock.Release()
-		}
-	}()
+	defer func() { unclaim(lock, removed) }()
 	rec, recErr := s.readLayer(key)
 	size = rec.Size
 	// Move aside, then drop the link, then remove the content: a crash

@@ -55,11 +55,7 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 	dir := s.imageDir(req.ID)
 	defer func() {
 		// A failed create leaves no image, so no reason for its lock file.
-		if _, statErr := os.Lstat(dir); statErr != nil {
-			idLock.RemoveAndRelease()
-		} else {
-			idLock.Release()
-		}
+		unclaim(idLock, !exists(dir))
 	}()
 
 	if _, err := os.Stat(s.imageRecord(req.ID)); err == nil {
