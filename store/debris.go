@@ -146,7 +146,8 @@ func (s *Store) sweepDebris(ctx context.Context, sw debrisSweep) ([]debris, erro
 		if !ok || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
 			continue // not a cache write, or its writer may be alive
 		}
-		add(debrisBlobTmp, filepath.Join(metaDirName, "blobs", "sha256"), e.Name())
+		rel, _ := filepath.Rel(s.root, s.blobDir())
+		add(debrisBlobTmp, rel, e.Name())
 		if sw.remove && os.Remove(found[len(found)-1].path) != nil {
 			found = found[:len(found)-1]
 		}

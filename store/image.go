@@ -179,7 +179,7 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 	if err := writeJSONAtomic(s.imageRecord(req.ID), &rec, 0o644, s.opts.Sync); err != nil {
 		return rec, fmt.Errorf("image %q: write record: %w", req.ID, err)
 	}
-	if err := s.syncImage(dir); err != nil {
+	if err := s.syncImage(req.ID); err != nil {
 		return rec, fmt.Errorf("image %q: %w", req.ID, err)
 	}
 	return rec, nil
@@ -192,12 +192,12 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 // no-op or a log force that the record's fsync already did: they cost
 // microseconds, not a flush each, and need no syncfs of the whole store's
 // filesystem (which would flush every running container's dirty data).
-func (s *Store) syncImage(dir string) error {
+func (s *Store) syncImage(id string) error {
 	if !s.opts.Sync {
 		return nil
 	}
 	return syncDirs(true,
-		filepath.Join(dir, "rootfs"), filepath.Join(dir, "diff"), filepath.Join(dir, "work"),
+		s.imageSub(id, rootfsDir), s.imageSub(id, upperDir), s.imageSub(id, workDir),
 		s.imagesDir(), s.layersDir(), s.linksDir())
 }
 

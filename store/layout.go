@@ -39,9 +39,14 @@ const (
 	tmpSuffix       = ".tmp"
 )
 
-// imageSubdirs are the dirs of an image: the mount point, the overlay's
-// upper and work dirs.
-var imageSubdirs = []string{"rootfs", "diff", "work"}
+// The dirs of an image: the mount point, the overlay's upper and work dirs.
+const (
+	rootfsDir = "rootfs"
+	upperDir  = "diff"
+	workDir   = "work"
+)
+
+var imageSubdirs = []string{rootfsDir, upperDir, workDir}
 
 // recordFiles are the owner's records inside a layer or image dir (the
 // rest of those dirs is container data).

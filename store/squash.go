@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -31,8 +30,7 @@ func (s *Store) planLowers(ctx context.Context, keys []string, id string, held h
 	if len(top) == 0 {
 		return nil, fmt.Errorf("image %q has no layers", id)
 	}
-	dir := s.imageDir(id)
-	plan := overlayxfs.Plan{Upper: filepath.Join(dir, "diff"), Work: filepath.Join(dir, "work")}
+	plan := overlayxfs.Plan{Upper: s.imageSub(id, upperDir), Work: s.imageSub(id, workDir)}
 	for _, key := range top {
 		short, err := s.shortOf(key)
 		if err != nil {

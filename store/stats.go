@@ -31,7 +31,7 @@ func (s *Store) Stats(ctx context.Context, id string) (DiskUsage, error) {
 		}
 		excl, exclInodes = int64(n), int64(ni)
 	} else {
-		excl, exclInodes, err = walkUsage(filepath.Join(s.imageDir(id), "diff"))
+		excl, exclInodes, err = walkUsage(s.imageSub(id, upperDir))
 		if err != nil {
 			return DiskUsage{}, err
 		}
