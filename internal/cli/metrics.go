@@ -5,7 +5,6 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
-	"github.com/taproot-dev/taproot/store"
 )
 
 // NewCmdMetrics returns `taproot metrics`.
@@ -19,15 +18,9 @@ textfile directory from cron or a timer.`,
 		Example: "  taproot metrics > /var/lib/node_exporter/taproot.prom.$$ && mv /var/lib/node_exporter/taproot.prom.$$ /var/lib/node_exporter/taproot.prom",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var u store.Usage
-			st, ok, err := g.openExistingStore(cmd.Context())
+			u, err := g.storeUsage(cmd.Context())
 			if err != nil {
 				return err
-			}
-			if ok {
-				if u, err = st.Usage(cmd.Context(), store.UsageOptions{}); err != nil {
-					return err
-				}
 			}
 			w := g.streams.Out
 			metric(w, "taproot_images", "gauge", "Images (rootfs) in the store.", float64(u.Images))

@@ -110,3 +110,12 @@ func (g *globals) openExistingStore(ctx context.Context) (*store.Store, bool, er
 	s, err := g.openStore(ctx, nil, nil)
 	return s, s != nil, err
 }
+
+// storeUsage is the usage of the store, all zero when there is none yet.
+func (g *globals) storeUsage(ctx context.Context) (store.Usage, error) {
+	st, ok, err := g.openExistingStore(ctx)
+	if err != nil || !ok {
+		return store.Usage{}, err
+	}
+	return st.Usage(ctx, store.UsageOptions{})
+}
