@@ -41,7 +41,7 @@ func (b *Builder) Delete(ctx context.Context, req DeleteRequest) (DeleteResult, 
 		return DeleteResult{}, nil
 	}
 	if os.Geteuid() == 0 {
-		if err := unmountImage(st, req.ID); err != nil {
+		if err := unmountImage(ctx, st, req.ID); err != nil {
 			return DeleteResult{}, err
 		}
 	}
@@ -61,8 +61,8 @@ func (b *Builder) Delete(ctx context.Context, req DeleteRequest) (DeleteResult, 
 // mounts, which Image has checked. A record that does not check out names
 // no path to unmount: then only the id's own rootfs dir in this store is
 // (the one target a valid record has), so delete still removes it whole.
-func unmountImage(st *store.Store, id string) error {
-	rec, err := st.Image(id)
+func unmountImage(ctx context.Context, st *store.Store, id string) error {
+	rec, err := st.Image(ctx, id)
 	if err != nil {
 		return overlayxfs.Mount{Target: filepath.Join(st.Root(), "images", id, "rootfs")}.Unmount()
 	}

@@ -42,7 +42,7 @@ func (b *Builder) List(ctx context.Context, _ ListRequest) ([]spec.ListEntry, er
 	if err != nil || !ok {
 		return entries, err
 	}
-	recs, err := st.Images()
+	recs, err := st.Images(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -73,31 +73,16 @@ func (b *Builder) Metrics(ctx context.Context, _ MetricsRequest) (Metrics, error
 	if err != nil || !ok {
 		return m, err
 	}
-	recs, err := st.Images()
+	u, err := st.Usage(ctx, store.UsageOptions{})
 	if err != nil {
 		return m, err
 	}
-	m.Images = len(recs)
-	for _, r := range recs {
-		m.ImageBaseBytes += r.BaseSize
-		m.ImageDiskLimitBytes += int64(r.DiskLimit)
-	}
-	keys, err := st.LayerKeys()
-	if err != nil {
-		return m, err
-	}
-	m.Layers = len(keys)
-	refs, err := st.ReferencedLayers()
-	if err != nil {
-		return m, err
-	}
-	for _, k := range keys {
-		if !refs[k] {
-			m.LayersUnreferenced++
-		}
-	}
-	if m.LayerBytes, err = st.CommittedSize(); err != nil {
-		return m, err
-	}
-	return m, nil
+	return Metrics{
+		Images:              u.Images,
+		Layers:              u.Layers,
+		LayersUnreferenced:  u.UnreferencedLayers,
+		LayerBytes:          u.LayerBytes,
+		ImageBaseBytes:      u.BaseBytes,
+		ImageDiskLimitBytes: u.DiskLimitBytes,
+	}, nil
 }

@@ -48,21 +48,17 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 	if err := ValidateID(req.ID); err != nil {
 		return rec, err
 	}
-	idLock, err := flock.Exclusive(ctx, s.lockPath("image-"+req.ID))
+	idLock, err := flock.Exclusive(ctx, s.imageLock(req.ID))
 	if err != nil {
 		return rec, err
 	}
 	dir := s.imageDir(req.ID)
 	defer func() {
 		// A failed create leaves no image, so no reason for its lock file.
-		if _, statErr := os.Lstat(dir); statErr != nil {
-			idLock.RemoveAndRelease()
-		} else {
-			idLock.Release()
-		}
+		unclaim(idLock, !exists(dir))
 	}()
 
-	if _, err := os.Stat(filepath.Join(dir, "image.json")); err == nil {
+	if _, err := os.Stat(s.imageRecord(req.ID)); err == nil {
 		return rec, fmt.Errorf("image %q: %w", req.ID, ErrImageExists)
 	}
 	if _, err := os.Lstat(dir); err == nil {
@@ -92,7 +88,7 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 			continue
 		}
 		seen[keys[i]] = true
-		lr, err := s.ReadLayer(keys[i])
+		lr, err := s.readLayer(keys[i])
 		if err != nil {
 			return rec, fmt.Errorf("layer %s: %w", l.DiffID, err)
 		}
@@ -136,8 +132,8 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 	if err := a.fix(dir, true); err != nil {
 		return rec, fmt.Errorf("image %q: %w", req.ID, err)
 	}
-	for _, sub := range []string{"rootfs", "diff", "work"} {
-		if err := s.mkdirForContainerRoot(filepath.Join(dir, sub)); err != nil {
+	for _, sub := range imageSubdirs {
+		if err := s.mkdirForContainerRoot(s.imageSub(req.ID, sub)); err != nil {
 			return rec, fmt.Errorf("image %q: %w", req.ID, err)
 		}
 	}
@@ -186,10 +182,10 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 	if err := ctx.Err(); err != nil {
 		return rec, err
 	}
-	if err := writeJSONAtomic(filepath.Join(dir, "image.json"), &rec, 0o644, s.opts.Sync); err != nil {
+	if err := writeJSONAtomic(s.imageRecord(req.ID), &rec, 0o644, s.opts.Sync); err != nil {
 		return rec, fmt.Errorf("image %q: write record: %w", req.ID, err)
 	}
-	if err := s.syncImage(dir); err != nil {
+	if err := s.syncImage(req.ID); err != nil {
 		return rec, fmt.Errorf("image %q: %w", req.ID, err)
 	}
 	return rec, nil
@@ -202,18 +198,18 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (rec ImageRecord,
 // no-op or a log force that the record's fsync already did: they cost
 // microseconds, not a flush each, and need no syncfs of the whole store's
 // filesystem (which would flush every running container's dirty data).
-func (s *Store) syncImage(dir string) error {
+func (s *Store) syncImage(id string) error {
 	if !s.opts.Sync {
 		return nil
 	}
 	return syncDirs(true,
-		filepath.Join(dir, "rootfs"), filepath.Join(dir, "diff"), filepath.Join(dir, "work"),
-		filepath.Join(s.root, "images"), filepath.Join(s.root, "layers"), filepath.Join(s.root, "l"))
+		s.imageSub(id, rootfsDir), s.imageSub(id, upperDir), s.imageSub(id, workDir),
+		s.imagesDir(), s.layersDir(), s.linksDir())
 }
 
 // Image reads an image's record, checking every name in it and its
 // persisted mount.
-func (s *Store) Image(id string) (ImageRecord, error) {
+func (s *Store) Image(ctx context.Context, id string) (ImageRecord, error) {
 	rec, err := s.readImage(id)
 	if err != nil {
 		return rec, err
@@ -231,7 +227,7 @@ func (s *Store) readImage(id string) (ImageRecord, error) {
 	if err := ValidateID(id); err != nil {
 		return rec, err
 	}
-	err := readJSON(filepath.Join(s.imageDir(id), "image.json"), &rec)
+	err := readJSON(s.imageRecord(id), &rec)
 	if errors.Is(err, fs.ErrNotExist) {
 		return rec, fmt.Errorf("image %q: %w", id, ErrImageNotFound)
 	}
@@ -242,14 +238,17 @@ func (s *Store) readImage(id string) (ImageRecord, error) {
 }
 
 // Images lists complete images.
-func (s *Store) Images() ([]ImageRecord, error) {
-	entries, err := os.ReadDir(filepath.Join(s.root, "images"))
+func (s *Store) Images(ctx context.Context) ([]ImageRecord, error) {
+	entries, err := os.ReadDir(s.imagesDir())
 	if err != nil {
 		return nil, err
 	}
 	var out []ImageRecord
 	for _, e := range entries {
-		rec, err := s.Image(e.Name())
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		rec, err := s.Image(ctx, e.Name())
 		if err != nil {
 			continue // unfinished or being deleted
 		}
@@ -264,14 +263,14 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	if err := ValidateID(id); err != nil {
 		return err
 	}
-	idLock, err := flock.Exclusive(ctx, s.lockPath("image-"+id))
+	idLock, err := flock.Exclusive(ctx, s.imageLock(id))
 	if err != nil {
 		return err
 	}
 	defer idLock.RemoveAndRelease()
 	dir := s.imageDir(id)
 	var rec ImageRecord
-	err = readJSON(filepath.Join(dir, "image.json"), &rec)
+	err = readJSON(s.imageRecord(id), &rec)
 	if errors.Is(err, fs.ErrNotExist) {
 		if _, statErr := os.Lstat(dir); statErr != nil {
 			return fmt.Errorf("image %q: %w", id, ErrImageNotFound)
@@ -287,7 +286,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	}
 	// Move aside first: the id is free at once, and a killed delete leaves
 	// only tmp debris.
-	t, err := s.newTmp(ctx, "trash")
+	t, err := s.newTmp(ctx, tmpTrash)
 	if err != nil {
 		return err
 	}
@@ -298,7 +297,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	}
 	// Durable before delete returns, and before clean may remove the
 	// layers: a cut must not bring back a record whose layers are gone.
-	if err := syncDirs(s.opts.Sync, filepath.Join(s.root, "images")); err != nil {
+	if err := syncDirs(s.opts.Sync, s.imagesDir()); err != nil {
 		s.removeTmp(ctx, t)
 		return fmt.Errorf("image %q: %w", id, err)
 	}
@@ -316,18 +315,18 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 // reclaimers rather than skipping their trash, so that after it returns
 // no trash of a finished delete is left.
 func (s *Store) Reclaim(ctx context.Context) error {
-	entries, err := os.ReadDir(filepath.Join(s.root, "tmp"))
+	entries, err := os.ReadDir(s.tmpDir())
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, e := range entries {
 		name := e.Name()
-		if !strings.HasPrefix(name, "trash-") {
+		if !strings.HasPrefix(name, tmpTrash+"-") {
 			continue
 		}
-		path := filepath.Join(s.root, "tmp", name)
-		l, err := flock.Exclusive(ctx, s.lockPath("tmp-"+name))
+		path := s.tmpPath(name)
+		l, err := flock.Exclusive(ctx, s.tmpLock(name))
 		if err != nil {
 			return err
 		}
@@ -387,6 +386,11 @@ func (s *Store) mountsOf(rec ImageRecord) ([]overlayxfs.Mount, error) {
 // of / or an upperdir of /etc would otherwise be mounted). Recomputing and
 // comparing checks every field with no parser of the options.
 func (s *Store) checkMounts(rec *ImageRecord) error {
+	if rec.Mounts != nil {
+		if want, ok := s.mountsFromPersistedNames(*rec); ok && len(rec.Mounts) == 1 && rec.Mounts[0].Equal(want) {
+			return nil
+		}
+	}
 	want, err := s.mountsOf(*rec)
 	if err != nil {
 		if errors.Is(err, ErrBadRecord) {
@@ -419,10 +423,47 @@ func (s *Store) checkMounts(rec *ImageRecord) error {
 	return nil
 }
 
+// mountsFromPersistedNames is the mount rec's layers give when the short
+// link names are the ones its persisted lowerdir carries, each checked by
+// computation to be one of its layer's names (validShort): no layer record
+// is read, so listing 1,000 images does not read 5,000 layer records
+// (55 µs each here) to check mounts nobody mounts. ok is false when the
+// persisted mount is not of that shape; checkMounts then compares with the
+// names the layer records give, to say what is wrong.
+func (s *Store) mountsFromPersistedNames(rec ImageRecord) (overlayxfs.Mount, bool) {
+	if len(rec.Mounts) != 1 {
+		return overlayxfs.Mount{}, false
+	}
+	var lowers []string
+	for _, o := range rec.Mounts[0].Options {
+		if v, ok := strings.CutPrefix(o, "lowerdir="); ok {
+			lowers = strings.Split(v, ":")
+			break
+		}
+	}
+	if len(lowers) != len(rec.Lowers) {
+		return overlayxfs.Mount{}, false
+	}
+	p := overlayxfs.Plan{
+		Upper:  s.imageSub(rec.ID, upperDir),
+		Work:   s.imageSub(rec.ID, workDir),
+		Rootfs: s.imageSub(rec.ID, rootfsDir),
+	}
+	for i, dir := range lowers {
+		short := filepath.Base(dir)
+		if !validShort(rec.Lowers[i], short) {
+			return overlayxfs.Mount{}, false
+		}
+		p.Lowers = append(p.Lowers, s.linkPath(short))
+	}
+	m, err := p.Mount()
+	return m, err == nil
+}
+
 // shortOf is the short link name a layer's record gives, checked to be
 // one of that layer's names.
 func (s *Store) shortOf(key string) (string, error) {
-	lr, err := s.ReadLayer(key)
+	lr, err := s.readLayer(key)
 	if err != nil {
 		return "", fmt.Errorf("layer %s: %w", key, err)
 	}
@@ -445,7 +486,7 @@ func (s *Store) ContainerRoot() (uid, gid uint32, err error) {
 // warnNoQuotaOnce says, the first time a limit is asked of a store without
 // project quotas, that limits are not enforced.
 func (s *Store) warnNoQuotaOnce() {
-	marker := filepath.Join(s.root, "meta", "no-quota-warned")
+	marker := s.noQuotaMarker()
 	f, err := os.OpenFile(marker, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return

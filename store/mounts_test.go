@@ -44,7 +44,7 @@ func TestPersistedMountIsChecked(t *testing.T) {
 	if err != nil || !strings.Contains(string(data), `"mounts"`) || !strings.Contains(string(data), want.Options[1]) {
 		t.Fatalf("image.json does not hold the mount: %s %v", data, err)
 	}
-	got, err := st.Image("a")
+	got, err := st.Image(context.Background(), "a")
 	if err != nil || len(got.Mounts) != 1 || !got.Mounts[0].Equal(want) {
 		t.Fatalf("Image = %+v, %v", got.Mounts, err)
 	}
@@ -84,13 +84,13 @@ func TestPersistedMountIsChecked(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			st, _ := mkImage(t)
 			rewriteJSON(t, filepath.Join(st.imageDir("a"), "image.json"), tamper)
-			if _, err := st.Image("a"); !errors.Is(err, ErrBadRecord) {
+			if _, err := st.Image(context.Background(), "a"); !errors.Is(err, ErrBadRecord) {
 				t.Errorf("Image: %v, want ErrBadRecord", err)
 			}
 			if _, err := st.Stats(ctx, "a"); !errors.Is(err, ErrBadRecord) {
 				t.Errorf("Stats: %v, want ErrBadRecord", err)
 			}
-			if imgs, err := st.Images(); err != nil || len(imgs) != 0 {
+			if imgs, err := st.Images(context.Background()); err != nil || len(imgs) != 0 {
 				t.Errorf("Images lists the tampered image: %+v, %v", imgs, err)
 			}
 			rep, err := st.Check(ctx, CheckOptions{})
@@ -100,7 +100,7 @@ func TestPersistedMountIsChecked(t *testing.T) {
 			if rep, err := st.Check(ctx, CheckOptions{Repair: true}); err != nil || !rep.Repaired {
 				t.Errorf("repair: %+v, %v", rep, err)
 			}
-			if _, err := st.Image("a"); !errors.Is(err, ErrImageNotFound) {
+			if _, err := st.Image(context.Background(), "a"); !errors.Is(err, ErrImageNotFound) {
 				t.Errorf("after repair: %v, want the image removed", err)
 			}
 			if rep, err := st.Check(ctx, CheckOptions{}); err != nil || !rep.Healthy {
@@ -112,7 +112,7 @@ func TestPersistedMountIsChecked(t *testing.T) {
 	t.Run("record without mounts", func(t *testing.T) {
 		st, rec := mkImage(t)
 		rewriteJSON(t, filepath.Join(st.imageDir("a"), "image.json"), func(m map[string]any) { delete(m, "mounts") })
-		got, err := st.Image("a")
+		got, err := st.Image(context.Background(), "a")
 		if err != nil || len(got.Mounts) != 1 || !got.Mounts[0].Equal(rec.Mounts[0]) {
 			t.Fatalf("Image of an old record = %+v, %v; want %+v", got.Mounts, err, rec.Mounts)
 		}
@@ -147,7 +147,7 @@ func TestMovedStoreMountsAreRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = st2.Image("a")
+	_, err = st2.Image(context.Background(), "a")
 	if !errors.Is(err, ErrBadRecord) || !strings.Contains(err.Error(), "moved") {
 		t.Fatalf("Image in the moved store: %v, want ErrBadRecord saying the store moved", err)
 	}
