@@ -123,7 +123,7 @@ func (s *Store) Usage(ctx context.Context, opts UsageOptions) (Usage, error) {
 		}
 		addRefs(refs, rec)
 		// Counted as Images lists them.
-		if checkImageRecord(e.Name(), &rec) == nil && s.checkMounts(&rec) == nil {
+		if checkImageRecord(e.Name(), &rec) == nil && s.checkMountsBy(&rec, true) == nil {
 			u.Images++
 			u.BaseBytes += rec.BaseSize
 			u.DiskLimitBytes += int64(rec.DiskLimit)

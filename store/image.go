@@ -248,9 +248,9 @@ func (s *Store) Images(ctx context.Context) ([]ImageRecord, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		rec, err := s.Image(ctx, e.Name())
-		if err != nil {
-			continue // unfinished or being deleted
+		rec, err := s.readImage(e.Name())
+		if err != nil || checkImageRecord(e.Name(), &rec) != nil || s.checkMountsBy(&rec, true) != nil {
+			continue // unfinished, being deleted or damaged (check reports it)
 		}
 		out = append(out, rec)
 	}
@@ -386,8 +386,16 @@ func (s *Store) mountsOf(rec ImageRecord) ([]overlayxfs.Mount, error) {
 // of / or an upperdir of /etc would otherwise be mounted). Recomputing and
 // comparing checks every field with no parser of the options.
 func (s *Store) checkMounts(rec *ImageRecord) error {
-	if rec.Mounts != nil {
-		if want, ok := s.mountsFromPersistedNames(*rec); ok && len(rec.Mounts) == 1 && rec.Mounts[0].Equal(want) {
+	return s.checkMountsBy(rec, false)
+}
+
+// checkMountsBy is checkMounts; with quick, a persisted mount is checked
+// against the names it carries itself (mountsFromPersistedNames) rather
+// than the layer records', for listing: a damaged layer record is then
+// found when the image is used (Image) or checked, not when it is listed.
+func (s *Store) checkMountsBy(rec *ImageRecord, quick bool) error {
+	if quick && rec.Mounts != nil {
+		if want, ok := s.mountsFromPersistedNames(*rec); ok && rec.Mounts[0].Equal(want) {
 			return nil
 		}
 	}
