@@ -10,4 +10,10 @@
 // TAPROOT_TEST_USER (default taproot-test, made by scripts/test-user.sh),
 // TAPROOT_BUSYBOX (default /bin/busybox, must be static), TAPROOT_KEEP=1 to
 // keep the work dir for a look afterwards.
+//
+// The tests use taproot only through its binaries: they import no taproot
+// package but acceptance/internal/* (internal/depcheck pins that, with its
+// one exception, the swap racer shared with fetcher's unit tests), and
+// learn the test user's sub-ID ranges from getsubids(1), not from taproot's
+// own parser.
 package acceptance

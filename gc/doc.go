@@ -1,6 +1,5 @@
-// Package gc finds what no image references — layers, squashed layers,
-// short links, scratch debris, unfinished images — and removes it without
-// racing the creates and deletes that run at the same time: a layer is
-// removed only while its lock is held exclusively, which a create in
-// flight prevents by holding it shared.
+// Package gc is the policy of garbage collection: whether to clean a store
+// now (its committed layer bytes above a threshold). What is garbage and
+// how it is removed without racing the creates and deletes running at the
+// same time is the store's (store.Clean, store.Usage).
 package gc

@@ -27,8 +27,10 @@
 // # What the helper trusts
 //
 // Nothing the caller controls but an image path, a size and an inode count. The package
-// imports only the standard library and golang.org/x/sys (a test enforces
-// it), runs no other program, looks nothing up in PATH and clears its
+// imports only the standard library, golang.org/x/sys and
+// github.com/moby/sys/mountinfo (a parser of the kernel's mountinfo of
+// about 300 lines that itself needs only those two; a test enforces it),
+// runs no other program, looks nothing up in PATH and clears its
 // environment at once.
 //
 //   - Stores: only those listed, one clean absolute path a line, in the
@@ -169,8 +171,9 @@
 //
 // quotactl_fd(2) (Linux 5.14) on the store's fd is used when the kernel has
 // it; otherwise quotactl(2) on the block device, found in
-// /proc/self/mountinfo by the store's st_dev and checked to be a block
-// device with that number. The ioctl and quotactl constants and structures
+// /proc/self/mountinfo (moby/sys/mountinfo, filtered to the store's
+// major:minor) and checked by stat to be a block device with that number.
+// The ioctl and quotactl constants and structures
 // that golang.org/x/sys lacks are defined in sys_linux.go from linux/fs.h,
 // linux/quota.h and linux/dqblk_xfs.h.
 package quotahelper

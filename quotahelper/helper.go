@@ -15,7 +15,9 @@ import (
 
 // StoresListPath is the root-owned list of stores the helper acts on, one
 // absolute path a line. It is a constant on purpose: a setuid helper must
-// not let its caller point it at another list.
+// not let its caller point it at another list. taproot, which writes the
+// list, has its own copy (overlayxfs.StoresListPath): it does not link this
+// package. TestClientAgrees pins the two.
 const StoresListPath = "/etc/taproot/stores"
 
 // EnvStoresList overrides StoresListPath, and is honoured only when the

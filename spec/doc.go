@@ -1,6 +1,8 @@
 // Package spec renders what taproot prints: the OCI runtime-spec fragment
-// of create (root, the overlay mount, process settings from the image
-// config) and the JSON of stats, capacity, list and clean.
+// of create (root, the mounts it is given as data, process settings from
+// the image config) and the JSON of stats, capacity, list and clean. It
+// imports no taproot package: the overlay mount is made, persisted and
+// converted to a runtime-spec mount by overlayxfs and the store.
 //
 // Where things go: image Env, WorkingDir and User become process.env,
 // process.cwd and process.user; Entrypoint followed by Cmd becomes

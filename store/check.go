@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/taproot-dev/taproot/internal/flock"
 	"github.com/taproot-dev/taproot/worker"
 )
 
@@ -60,7 +59,7 @@ type ImageProblem struct {
 func (s *Store) Check(ctx context.Context, opts CheckOptions) (CheckReport, error) {
 	repair := opts.Repair
 	rep := CheckReport{Quick: opts.Quick, Layers: []LayerProblem{}, Images: []ImageProblem{}, DanglingLinks: []string{}, MissingLinks: []string{}, Debris: []string{}}
-	keys, err := s.LayerKeys()
+	keys, err := s.layerKeys()
 	if err != nil {
 		return rep, err
 	}
@@ -71,7 +70,7 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (CheckReport, erro
 			rep.Layers = append(rep.Layers, LayerProblem{key, "not a layer taproot made (the name is no layer key)"})
 			continue
 		}
-		rec, err := s.ReadLayer(key)
+		rec, err := s.readLayer(key)
 		if err != nil {
 			rep.Layers = append(rep.Layers, LayerProblem{key, "no readable layer.json: " + err.Error()})
 			continue
@@ -87,7 +86,7 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (CheckReport, erro
 		if len(rec.Squashed) > 0 || rec.DiffID == "" {
 			// A squashed layer has no tar of its own to check against;
 			// its sources are checked, and it is rebuilt if removed.
-			if _, err := os.Stat(filepath.Join(s.layerDir(key), "diff")); err != nil {
+			if _, err := os.Stat(s.layerDiff(key)); err != nil {
 				rep.Layers = append(rep.Layers, LayerProblem{key, "squashed layer has no diff dir"})
 			}
 			continue
@@ -112,7 +111,7 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (CheckReport, erro
 		}
 	}
 	// Links that lead nowhere.
-	links, _ := os.ReadDir(filepath.Join(s.root, "l"))
+	links, _ := os.ReadDir(s.linksDir())
 	for _, e := range links {
 		target, err := os.Readlink(s.linkPath(e.Name()))
 		if err != nil {
@@ -129,19 +128,15 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (CheckReport, erro
 	for _, p := range rep.Layers {
 		damaged[p.Key] = true
 	}
-	entries, _ := os.ReadDir(filepath.Join(s.root, "images"))
+	entries, _ := os.ReadDir(s.imagesDir())
 	for _, e := range entries {
 		id := e.Name()
 		if ValidateID(id) != nil {
-			rep.Debris = append(rep.Debris, filepath.Join("images", id))
-			continue
+			continue // debris, below
 		}
-		rec, err := s.Image(id)
+		rec, err := s.Image(ctx, id)
 		if errors.Is(err, ErrImageNotFound) {
-			if s.idle("image-" + id) {
-				rep.Debris = append(rep.Debris, filepath.Join("images", id))
-			}
-			continue
+			continue // unfinished: debris unless its create is in flight
 		}
 		if err != nil {
 			rep.Images = append(rep.Images, ImageProblem{id, err.Error()})
@@ -158,18 +153,15 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (CheckReport, erro
 			}
 		}
 	}
-	// Scratch dirs of live processes are not debris: only those whose
-	// lock nobody holds (a create in flight must not make check fail).
-	tmps, _ := os.ReadDir(filepath.Join(s.root, "tmp"))
-	for _, e := range tmps {
-		if s.idle("tmp-" + e.Name()) {
-			rep.Debris = append(rep.Debris, filepath.Join("tmp", e.Name()))
-		}
+	// What killed processes left, as recover finds it: scratch dirs,
+	// unfinished images and lock files of live processes are not debris
+	// (a create in flight must not make check fail).
+	found, err := s.sweepDebris(ctx, debrisSweep{stray: true})
+	if err != nil {
+		return rep, err
 	}
-	// Lock files that guard nothing (left by killed processes); repair
-	// removes them through RemoveDebris.
-	for _, name := range s.staleLockFiles() {
-		rep.Debris = append(rep.Debris, filepath.Join("locks", name))
+	for _, d := range found {
+		rep.Debris = append(rep.Debris, d.rel)
 	}
 	rep.Healthy = len(rep.Layers) == 0 && len(rep.Images) == 0 && len(rep.DanglingLinks) == 0 && len(rep.MissingLinks) == 0 && len(rep.Debris) == 0
 	if !repair || rep.Healthy {
@@ -190,7 +182,7 @@ func (s *Store) repair(ctx context.Context, rep *CheckReport) error {
 			}
 			continue
 		}
-		if _, _, err := s.RemoveLayerIfUnused(ctx, p.Key, func() (bool, error) { return true, nil }); err != nil {
+		if _, _, err := s.removeLayerIfUnused(ctx, p.Key, func() (bool, error) { return true, nil }); err != nil {
 			return fmt.Errorf("remove damaged layer %s: %w", p.Key, err)
 		}
 	}
@@ -201,9 +193,9 @@ func (s *Store) repair(ctx context.Context, rep *CheckReport) error {
 			return fmt.Errorf("remove damaged image %s: %w", p.ID, err)
 		}
 	}
-	keys, _ := s.LayerKeys()
+	keys, _ := s.layerKeys()
 	for _, key := range keys {
-		if rec, err := s.ReadLayer(key); err == nil && validShort(key, rec.Short) {
+		if rec, err := s.readLayer(key); err == nil && validShort(key, rec.Short) {
 			target := linkTarget(key)
 			if got, err := os.Readlink(s.linkPath(rec.Short)); err != nil || got != target {
 				os.Remove(s.linkPath(rec.Short))
@@ -213,31 +205,21 @@ func (s *Store) repair(ctx context.Context, rep *CheckReport) error {
 			}
 		}
 	}
-	if _, err := s.RemoveDanglingLinks(); err != nil {
+	if _, err := s.removeDanglingLinks(); err != nil {
 		return err
 	}
-	if _, err := s.RemoveDebris(ctx); err != nil {
-		return err
-	}
-	for _, d := range rep.Debris {
-		if dir, name := filepath.Split(d); dir == "images/" && ValidateID(name) != nil {
-			if err := s.removeStray(ctx, "images", name); err != nil {
-				return fmt.Errorf("remove %s: %w", d, err)
-			}
-		}
-	}
-	if _, err := s.RemoveUnfinishedImages(ctx); err != nil {
+	if _, err := s.sweepDebris(ctx, debrisSweep{remove: true, stray: true}); err != nil {
 		return err
 	}
 	// What repair made or unmade is durable before check reports it.
-	return syncDirs(s.opts.Sync, filepath.Join(s.root, "l"), filepath.Join(s.root, "layers"), filepath.Join(s.root, "images"))
+	return syncDirs(s.opts.Sync, s.linksDir(), s.layersDir(), s.imagesDir())
 }
 
 // imageDirsProblem says which of an image's dirs is missing ("" if none):
 // a cut can keep a record whose dirs never reached the disk (sync off).
 func (s *Store) imageDirsProblem(id string) string {
-	for _, sub := range []string{"rootfs", "diff", "work"} {
-		fi, err := os.Lstat(filepath.Join(s.imageDir(id), sub))
+	for _, sub := range imageSubdirs {
+		fi, err := os.Lstat(s.imageSub(id, sub))
 		if err != nil || !fi.IsDir() {
 			return fmt.Sprintf("image dir %s is missing", sub)
 		}
@@ -256,64 +238,5 @@ func (s *Store) removeStray(ctx context.Context, parent, name string) error {
 		return err
 	}
 	defer s.removeTmp(ctx, t)
-	return os.Rename(filepath.Join(s.root, parent, name), filepath.Join(t.path, "stray"))
-}
-
-// idle says whether nobody holds lock name (so what it guards is debris).
-func (s *Store) idle(name string) bool {
-	p := s.lockPath(name)
-	if _, err := os.Lstat(p); err != nil {
-		return true
-	}
-	l, ok, err := flock.TryExclusive(p)
-	if err != nil || !ok {
-		return false
-	}
-	l.Release()
-	return true
-}
-
-// staleLockFiles lists lock files of scratch dirs, layers and images that
-// do not exist, and fetch locks, that nobody holds: what removeStaleLocks
-// removes.
-func (s *Store) staleLockFiles() []string {
-	var stale []string
-	entries, _ := os.ReadDir(filepath.Join(s.root, "locks"))
-	for _, e := range entries {
-		name, ok := strings.CutSuffix(e.Name(), ".lock")
-		if !ok {
-			continue
-		}
-		kind, rest, _ := strings.Cut(name, "-")
-		var guarded string
-		switch kind {
-		case "tmp":
-			guarded = filepath.Join(s.root, "tmp", rest)
-		case "fetch":
-		case "layer":
-			if !validLayerKey(rest) {
-				continue
-			}
-			guarded = s.layerDir(rest)
-		case "image":
-			if ValidateID(rest) != nil {
-				continue
-			}
-			guarded = s.imageDir(rest)
-		default:
-			continue
-		}
-		if guarded != "" && exists(guarded) {
-			continue
-		}
-		l, ok, err := flock.TryExclusive(s.lockPath(name))
-		if err != nil || !ok {
-			continue // held: its process is alive
-		}
-		if guarded == "" || !exists(guarded) {
-			stale = append(stale, e.Name())
-		}
-		l.Release()
-	}
-	return stale
+	return os.Rename(s.path(parent, name), filepath.Join(t.path, "stray"))
 }

@@ -73,17 +73,17 @@ func (s *Store) layerExists(key string) bool {
 	if !validLayerKey(key) {
 		return false
 	}
-	_, err := os.Stat(filepath.Join(s.layerDir(key), "layer.json"))
+	_, err := os.Stat(s.layerRecord(key))
 	return err == nil
 }
 
-// ReadLayer returns a layer's record.
-func (s *Store) ReadLayer(key string) (LayerRecord, error) {
+// readLayer returns a layer's record.
+func (s *Store) readLayer(key string) (LayerRecord, error) {
 	var r LayerRecord
 	if err := checkLayerKey(key); err != nil {
 		return r, err
 	}
-	err := readJSON(filepath.Join(s.layerDir(key), "layer.json"), &r)
+	err := readJSON(s.layerRecord(key), &r)
 	return r, err
 }
 
@@ -164,16 +164,12 @@ func (s *Store) releaseHeld(held heldLayers) {
 // dropLayerLock removes the reference lock file of a layer that is not
 // present, unless someone holds it (a create about to fetch the layer).
 func (s *Store) dropLayerLock(key string) bool {
-	p := s.lockPath("layer-" + key)
+	p := s.layerLock(key)
 	if _, err := os.Lstat(p); err != nil {
 		return false
 	}
-	l, ok, err := flock.TryExclusive(p)
-	if err != nil || !ok {
-		return false
-	}
-	if s.layerExists(key) {
-		l.Release()
+	l := claim(p, func() bool { return !s.layerExists(key) })
+	if l == nil {
 		return false
 	}
 	l.RemoveAndRelease()
@@ -213,21 +209,11 @@ func (s *Store) lockLayers(ctx context.Context, layers []Layer, held heldLayers)
 	}
 	slices.Sort(keys)
 	for _, key := range keys {
-		sh, err := flock.Shared(ctx, s.lockPath("layer-"+key))
+		ex, err := s.acquireLayer(ctx, key, held)
 		if err != nil {
 			return missing, err
 		}
-		held[key] = sh
-		if s.layerExists(key) {
-			s.progress(Progress{Kind: LayerCached, DiffID: byKey[key].DiffID})
-			continue
-		}
-		ex, err := flock.Exclusive(ctx, s.lockPath("fetch-"+key))
-		if err != nil {
-			return missing, err
-		}
-		if s.layerExists(key) {
-			ex.RemoveAndRelease() // fetched by the process we waited for
+		if ex == nil {
 			s.progress(Progress{Kind: LayerCached, DiffID: byKey[key].DiffID})
 			continue
 		}
@@ -326,10 +312,10 @@ func (s *Store) publishLayer(key string, t *tmpDir, rec *LayerRecord) error {
 	}
 	rec.Short = short
 	sync := s.opts.Sync
-	if err := syncDirs(sync, filepath.Join(s.root, "l")); err != nil {
+	if err := syncDirs(sync, s.linksDir()); err != nil {
 		return fmt.Errorf("layer %s: %w", key, err)
 	}
-	if err := writeJSONAtomic(filepath.Join(t.path, "layer.json"), rec, 0o644, sync); err != nil {
+	if err := writeJSONAtomic(filepath.Join(t.path, layerRecordFile), rec, 0o644, sync); err != nil {
 		return fmt.Errorf("layer %s: %w", key, err)
 	}
 	if err := os.Rename(t.path, s.layerDir(key)); err != nil {
@@ -339,7 +325,7 @@ func (s *Store) publishLayer(key string, t *tmpDir, rec *LayerRecord) error {
 		return fmt.Errorf("publish layer %s: %w", key, err)
 	}
 	t.published = true
-	if err := syncDirs(sync, filepath.Join(s.root, "layers")); err != nil {
+	if err := syncDirs(sync, s.layersDir()); err != nil {
 		return fmt.Errorf("publish layer %s: %w", key, err)
 	}
 	return nil
@@ -399,25 +385,17 @@ func (s *Store) unpackUnknown(ctx context.Context, layers []Layer, held heldLaye
 			s.removeTmp(ctx, t)
 			return err
 		}
-		// Reference lock first (kept, so clean cannot take the layer
-		// before the image record names it), then the fetch lock.
-		if _, ok := held[key]; !ok {
-			sh, err := flock.Shared(ctx, s.lockPath("layer-"+key))
-			if err != nil {
-				s.removeTmp(ctx, t)
-				return err
-			}
-			held[key] = sh
-		}
-		lock, err := flock.Exclusive(ctx, s.lockPath("fetch-"+key))
+		// Reference lock kept, so clean cannot take the layer before the
+		// image record names it; published unless an identical one is.
+		lock, err := s.acquireLayer(ctx, key, held)
 		if err != nil {
 			s.removeTmp(ctx, t)
 			return err
 		}
-		if !s.layerExists(key) {
+		if lock != nil {
 			err = s.publishLayer(key, t, &LayerRecord{DiffID: l.DiffID, Size: res.Bytes, Inodes: int64(res.Entries), UncompressedTar: res.UncompressedBytes, Created: time.Now().UTC(), UnpackWarnings: res.Warnings, Unverifiable: res.Unverifiable})
+			lock.RemoveAndRelease()
 		}
-		lock.RemoveAndRelease()
 		s.removeTmp(ctx, t)
 		if err != nil {
 			return err
@@ -426,12 +404,6 @@ func (s *Store) unpackUnknown(ctx context.Context, layers []Layer, held heldLaye
 		s.progress(Progress{Kind: LayerUnpacked, DiffID: l.DiffID, Bytes: res.Bytes})
 	}
 	return nil
-}
-
-// localCachePath is where the diffID of a local rootfs version is kept.
-func (s *Store) localCachePath(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return filepath.Join(s.root, "meta", "local-"+hex.EncodeToString(sum[:])+".json")
 }
 
 type localCacheRecord struct {
@@ -498,11 +470,11 @@ func (s *Store) newTmp(ctx context.Context, kind string) (*tmpDir, error) {
 	var b [8]byte
 	rand.Read(b[:])
 	name := kind + "-" + hex.EncodeToString(b[:])
-	lock, err := flock.Exclusive(ctx, s.lockPath("tmp-"+name))
+	lock, err := flock.Exclusive(ctx, s.tmpLock(name))
 	if err != nil {
 		return nil, err
 	}
-	path := filepath.Join(s.root, "tmp", name)
+	path := s.tmpPath(name)
 	if err := os.Mkdir(path, 0o700); err != nil {
 		lock.RemoveAndRelease()
 		return nil, fmt.Errorf("create scratch dir: %w", err)
@@ -531,7 +503,7 @@ func (s *Store) newWorkerTmp(ctx context.Context, kind string) (*tmpDir, error) 
 // newLayerTmp is a scratch dir for one layer: diff/ for the worker and the
 // tar-split record, opened here so that the worker writes it by fd.
 func (s *Store) newLayerTmp(ctx context.Context) (*tmpDir, error) {
-	t, err := s.newWorkerTmp(ctx, "layer")
+	t, err := s.newWorkerTmp(ctx, tmpLayer)
 	if err != nil {
 		return nil, err
 	}

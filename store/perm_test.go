@@ -197,8 +197,8 @@ func TestTamperedRecordsTouchNothingOutside(t *testing.T) {
 			if err := st.Delete(ctx, "a"); err != nil && !errors.Is(err, ErrImageNotFound) {
 				t.Errorf("delete: %v", err)
 			}
-			st.RemoveDanglingLinks()
-			if _, _, err := st.RemoveLayerIfUnused(ctx, key, func() (bool, error) { return true, nil }); err != nil {
+			st.removeDanglingLinks()
+			if _, _, err := st.removeLayerIfUnused(ctx, key, func() (bool, error) { return true, nil }); err != nil {
 				t.Errorf("remove layer: %v", err)
 			}
 			if _, err := st.Check(ctx, CheckOptions{Repair: true}); err != nil {

@@ -342,7 +342,7 @@ func TestRemoveUnreferencedLayers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lock.Release()
-	n, _, err := st.RemoveUnreferencedLayers(ctx, []string{usedKey, freeKey, heldKey, "../../etc"})
+	n, _, err := st.removeUnreferencedLayers(ctx, []string{usedKey, freeKey, heldKey, "../../etc"})
 	if err != nil || n != 1 {
 		t.Fatalf("removed %d layers (%v), want only the free one", n, err)
 	}
