@@ -230,11 +230,11 @@ func (p *privs) setLimit(imageDir, size, inodeCount string) error {
 		return err
 	}
 	defer img.close()
-	bytes, err := parseSize(size)
+	bytes, err := parseCount("size", size)
 	if err != nil {
 		return err
 	}
-	inodes, err := parseInodes(inodeCount)
+	inodes, err := parseCount("inode count", inodeCount)
 	if err != nil {
 		return err
 	}
@@ -334,21 +334,11 @@ func (p *privs) clear(imageDir string) error {
 }
 
 func (p *privs) checkStore(storeDir string) (*StoreStatus, error) {
-	stores, err := p.readStores()
-	if err != nil {
-		return nil, err
-	}
-	if !stores[storeDir] {
-		return nil, fmt.Errorf("%s is not a store listed in %s", storeDir, p.listPath)
-	}
-	store, sst, err := p.openStore(storeDir)
+	store, _, err := p.openListedStore(storeDir, storeDir)
 	if err != nil {
 		return nil, err
 	}
 	defer store.Close()
-	if err := p.checkOneOwner(stores, storeDir, sst); err != nil {
-		return nil, err
-	}
 	var sfs unix.Statfs_t
 	if err := unix.Fstatfs(int(store.Fd()), &sfs); err != nil {
 		return nil, &os.PathError{Op: "fstatfs", Path: storeDir, Err: err}
