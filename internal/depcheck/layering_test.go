@@ -15,7 +15,8 @@ import (
 //	store        -> worker, unpacker, overlayxfs, internal/flock, idmap
 //	worker       -> unpacker, internal/userns
 //	leaves (no other taproot package): fetcher, unpacker, overlayxfs,
-//	quotahelper, spec, internal/{flock,userns,idmap,config}
+//	quotahelper, spec, internal/{flock,userns,idmap,config,fsname}
+//	(overlayxfs and quotahelper may both import internal/fsname)
 //
 // The arrows are Direct rules (a package's own imports); what a package
 // must never link (cobra or containers/image in the store, quotahelper in
@@ -92,8 +93,11 @@ const (
 var productRules = []probed{
 	leaf("fetcher"),
 	leaf("unpacker"),
-	leaf("overlayxfs"),
-	leaf("quotahelper"),
+	// internal/fsname: the one filesystem-name table, printed by taproot
+	// (overlayxfs) and by the setuid helper (quotahelper).
+	leaf("overlayxfs", "internal/fsname"),
+	leaf("quotahelper", "internal/fsname"),
+	leaf("internal/fsname"),
 	leaf("spec", "internal/idmap"),
 	leaf("internal/flock"),
 	leaf("internal/userns", "internal/idmap"),
@@ -156,7 +160,9 @@ var productRules = []probed{
 		// moby/sys/mountinfo (itself only std and x/sys): main's c99c31e
 		// (branch mounts) reads mountinfo with it in quotahelper; exactly
 		// that package, not moby/sys/....
-		Allow: []string{"std", "golang.org/x/sys/...", "github.com/moby/sys/mountinfo", mod + "/quotahelper"},
+		// internal/fsname: a name table of a dozen lines (fmt and x/sys),
+		// shared with taproot so the two programs name filesystems alike.
+		Allow: []string{"std", "golang.org/x/sys/...", "github.com/moby/sys/mountinfo", mod + "/quotahelper", mod + "/internal/fsname"},
 	}, probe: "github.com/moby/sys/mount"},
 	{Rule: Rule{
 		Pkg:   mod + "/internal/swaprace",
