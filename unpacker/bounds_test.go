@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -154,15 +153,7 @@ func TestDuplicatesLastWins(t *testing.T) {
 				t.Errorf("Unverifiable = %v", res.Unverifiable)
 			}
 			if !c.unverifiable {
-				ts, err := os.Open(filepath.Join(dest, TarSplitName))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer ts.Close()
-				var back bytes.Buffer
-				if err := Reassemble(context.Background(), filepath.Join(dest, DiffDirName), ts, &back); err != nil || !bytes.Equal(back.Bytes(), data) {
-					t.Errorf("Reassemble: %v, equal %v", err, bytes.Equal(back.Bytes(), data))
-				}
+				reassembles(t, dest, data)
 			}
 		})
 	}
@@ -243,15 +234,7 @@ func TestSparseHostile(t *testing.T) {
 		if st.Size != 1<<40 || st.Blocks > 64 || res.Bytes != 5 {
 			t.Errorf("size %d blocks %d bytes %d", st.Size, st.Blocks, res.Bytes)
 		}
-		ts, err := os.Open(filepath.Join(dest, TarSplitName))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ts.Close()
-		var back bytes.Buffer
-		if err := Reassemble(context.Background(), filepath.Join(dest, DiffDirName), ts, &back); err != nil || !bytes.Equal(back.Bytes(), data) {
-			t.Errorf("Reassemble: %v, equal %v", err, bytes.Equal(back.Bytes(), data))
-		}
+		reassembles(t, dest, data)
 	})
 	// The map says more data than the payload holds, or less.
 	for name, payload := range map[string][]byte{"short": []byte("abc"), "long": []byte("abcdefghijkl")} {

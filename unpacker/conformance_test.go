@@ -457,16 +457,7 @@ func TestSameLayerWhiteoutOfContent(t *testing.T) {
 			t.Errorf("%s: Unverifiable = %v, want %v", c.name, res.Unverifiable, c.unverifiable)
 		}
 		if !c.unverifiable {
-			ts, err := os.Open(filepath.Join(dest, TarSplitName))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var out bytes.Buffer
-			err = Reassemble(context.Background(), filepath.Join(dest, DiffDirName), ts, &out)
-			ts.Close()
-			if err != nil || !bytes.Equal(out.Bytes(), data) {
-				t.Errorf("%s: Reassemble: %v (same bytes: %v)", c.name, err, bytes.Equal(out.Bytes(), data))
-			}
+			reassembles(t, dest, data)
 		}
 	}
 }

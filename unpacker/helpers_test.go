@@ -128,6 +128,24 @@ func assertEmptyDir(t testing.TB, p string) {
 	}
 }
 
+// reassembles checks that Reassemble of the layer UnpackLayer wrote in
+// dest gives back data byte for byte, and returns what it gave.
+func reassembles(t testing.TB, dest string, data []byte) []byte {
+	t.Helper()
+	ts, err := os.Open(filepath.Join(dest, TarSplitName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ts.Close()
+	var back bytes.Buffer
+	err = Reassemble(context.Background(), filepath.Join(dest, DiffDirName), ts, &back)
+	if err != nil || !bytes.Equal(back.Bytes(), data) {
+		t.Errorf("Reassemble of %s: %v; gave %d bytes, want the %d of the layer (same bytes: %v)",
+			dest, err, back.Len(), len(data), bytes.Equal(back.Bytes(), data))
+	}
+	return back.Bytes()
+}
+
 func readFile(t testing.TB, p string) string {
 	t.Helper()
 	b, err := os.ReadFile(p)
