@@ -327,7 +327,7 @@ func TestImageBoundRefused(t *testing.T) {
 	store := newStore(t)
 	create(t, store, goodRef, "good")
 	before := duBytes(t, store)
-	cfg := hostileConfig(t, "[create]\nmax_image_bytes = 5242880\n")
+	cfg := writeConfig(t, "[create]\nmax_image_bytes = 5242880\n")
 	r := taproot(t, store, "--config", cfg, "create", "--insecure-registry", h.registry, ref, "big")
 	failsWith(t, store, r, "big", "max_image_bytes")
 	if r := taproot(t, store, "clean"); r.code != 0 {

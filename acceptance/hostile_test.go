@@ -439,16 +439,6 @@ func topLayerPath(store string, b ib.Built, rel string) string {
 	return filepath.Join(layerDir(store, b.Layers[len(b.Layers)-1].DiffID), rel)
 }
 
-// hostileConfig writes a taproot config readable by the test user.
-func hostileConfig(t *testing.T, content string) string {
-	t.Helper()
-	p := filepath.Join(testDir(t, "layouts"), "config.toml")
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // TestHostileImages drives `taproot create` with layers an attacker wrote.
 // Each case either fails with one clear line, or succeeds and puts the
 // content where it belongs (check says what). In every case: the sentinel
@@ -676,7 +666,7 @@ func TestHostileImages(t *testing.T) {
 			storeParent := filepath.Dir(store)
 			args := []string{"create", "--insecure-registry", h.registry}
 			if c.config != "" {
-				args = append([]string{"--config", hostileConfig(t, c.config)}, args...)
+				args = append([]string{"--config", writeConfig(t, c.config)}, args...)
 			}
 			id := fmt.Sprintf("hostile%d", i)
 			r := taproot(t, store, append(args, ref, id)...)
@@ -991,7 +981,7 @@ func TestRegistryFaults(t *testing.T) {
 			store := newStore(t)
 			args := []string{"create", "--insecure-registry", p.addr}
 			if c.config != "" {
-				args = append([]string{"--config", hostileConfig(t, c.config)}, args...)
+				args = append([]string{"--config", writeConfig(t, c.config)}, args...)
 			}
 			id := fmt.Sprintf("fault%d", i)
 			ref := "docker://" + p.addr + "/acceptance/faults:latest"
