@@ -430,7 +430,6 @@ const (
 // with the runtime, as the test user; it returns what the process printed.
 func inContainer(t *testing.T, rt runtimeKind, store string, frag *specs.Spec, script string) result {
 	t.Helper()
-	dir := testDir(t, "bundles")
 	opts := bundle.Options{
 		Args:        []string{"/bin/sh", "-c", script},
 		StoreDir:    store,
@@ -444,6 +443,13 @@ func inContainer(t *testing.T, rt runtimeKind, store string, frag *specs.Spec, s
 	if err != nil {
 		t.Fatal(err)
 	}
+	return runConfig(t, rt, cfg)
+}
+
+// runConfig runs a full config.json with the runtime as the test user.
+func runConfig(t *testing.T, rt runtimeKind, cfg *specs.Spec) result {
+	t.Helper()
+	dir := testDir(t, "bundles")
 	data, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		t.Fatal(err)
