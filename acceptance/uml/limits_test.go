@@ -1,11 +1,8 @@
 package uml
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -96,22 +93,12 @@ func TestLimitsInUML(t *testing.T) {
 	uid, gid := testUser(t)
 	ref := buildTaproot(t, dir)
 	built := time.Since(start)
-	res, err := Boot(context.Background(), t, limitsScript, Options{
+	r, res := guest(t, limitsScript, Options{
 		WorkDir:    dir,
 		SecondDisk: true,
 		Timeout:    10 * time.Minute,
 		Env:        map[string]string{"U": uid, "G": gid, "IMG": ref},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if testing.Verbose() {
-		t.Logf("guest output:\n%s", res.Output)
-	}
-	if res.ExitCode != 0 {
-		t.Errorf("guest script exited %d", res.ExitCode)
-	}
-	r := steps{t: t, r: parseResults(t, res.Output), output: res.Output}
 	const MiB = 1 << 20
 
 	// One owner per filesystem.
@@ -255,72 +242,4 @@ type statsInodes struct {
 		TotalInodes     int64 `json:"total_inodes_used"`
 		ExclusiveInodes int64 `json:"exclusive_inodes_used"`
 	} `json:"disk_usage"`
-}
-
-// steps asserts on a guest's RESULT lines; a missing step is a failure.
-type steps struct {
-	t      *testing.T
-	r      map[string]stepResult
-	output string
-	shown  bool
-}
-
-func (s *steps) step(name string) stepResult {
-	s.t.Helper()
-	res, ok := s.r[name]
-	if !ok {
-		s.t.Errorf("step %s missing from the guest output", name)
-		if !s.shown {
-			s.shown = true
-			s.t.Logf("guest output:\n%s", s.output)
-		}
-		return stepResult{rc: -1}
-	}
-	return res
-}
-
-func (s *steps) ok(name string) string {
-	s.t.Helper()
-	res := s.step(name)
-	if res.rc != 0 {
-		s.t.Errorf("%s: exit %d, want 0: %s", name, res.rc, res.out)
-	}
-	return strings.TrimSpace(res.out)
-}
-
-func (s *steps) fails(name string, want ...string) string {
-	s.t.Helper()
-	res := s.step(name)
-	if res.rc == 0 {
-		s.t.Errorf("%s succeeded, want a failure: %s", name, res.out)
-	}
-	for _, w := range want {
-		if !strings.Contains(res.out, w) {
-			s.t.Errorf("%s: error %q does not say %q", name, strings.TrimSpace(res.out), w)
-		}
-	}
-	return strings.TrimSpace(res.out)
-}
-
-func (s *steps) num(name string) int64 {
-	s.t.Helper()
-	n, err := strconv.ParseInt(s.ok(name), 10, 64)
-	if err != nil {
-		s.t.Errorf("%s: %v", name, err)
-	}
-	return n
-}
-
-func (s *steps) decode(name string, v any) {
-	s.t.Helper()
-	if err := json.Unmarshal([]byte(s.ok(name)), v); err != nil {
-		s.t.Errorf("%s: %v", name, err)
-	}
-}
-
-func (s *steps) helperStats(name string) statsJSON {
-	s.t.Helper()
-	var q statsJSON
-	s.decode(name, &q)
-	return q
 }
