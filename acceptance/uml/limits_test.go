@@ -87,12 +87,8 @@ res r1_report_after report $UML_MNT2
 // creation with ENOSPC and show in stats; a second owner's init-store on
 // one XFS is refused; quotas work on a root (maximus) store.
 func TestLimitsInUML(t *testing.T) {
-	SkipIfUnavailable(t)
-	start := time.Now()
-	dir := t.TempDir()
-	uid, gid := testUser(t)
-	ref := buildTaproot(t, dir)
-	built := time.Since(start)
+	h := newTaprootHost(t)
+	dir, uid, gid, ref := h.dir, h.uid, h.gid, h.ref
 	r, res := guest(t, limitsScript, Options{
 		WorkDir:    dir,
 		SecondDisk: true,
@@ -231,8 +227,7 @@ func TestLimitsInUML(t *testing.T) {
 			t.Errorf("root store: project %d left after delete with %v (used KiB, hard limit KiB)", id, v)
 		}
 	}
-	t.Logf("host build %v, UML boot %v, guest run %v, test total %v", built.Round(time.Millisecond),
-		res.BootTime.Round(time.Millisecond), res.Duration.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	h.logTimes(t, res)
 }
 
 type statsInodes struct {

@@ -192,6 +192,32 @@ func buildTaproot(t testing.TB, dir string) (ref string) {
 	return filepath.Join(dir, "img") + ":t"
 }
 
+// taprootHost is the host side of a guest that runs taproot as the test
+// user: the binaries and the busybox image built into dir (buildTaproot).
+type taprootHost struct {
+	dir, uid, gid, ref string
+	start              time.Time
+	built              time.Duration // the host build
+}
+
+// newTaprootHost skips the test without UML, and builds into a new dir.
+func newTaprootHost(t *testing.T) *taprootHost {
+	t.Helper()
+	SkipIfUnavailable(t)
+	h := &taprootHost{start: time.Now(), dir: t.TempDir()}
+	h.uid, h.gid = testUser(t)
+	h.ref = buildTaproot(t, h.dir)
+	h.built = time.Since(h.start)
+	return h
+}
+
+// logTimes logs where the test's time went.
+func (h *taprootHost) logTimes(t *testing.T, res *Result) {
+	t.Helper()
+	t.Logf("host build %v, UML boot %v, guest run %v, test total %v", h.built.Round(time.Millisecond),
+		res.BootTime.Round(time.Millisecond), res.Duration.Round(time.Millisecond), time.Since(h.start).Round(time.Millisecond))
+}
+
 // testUser is the unprivileged user the guest runs taproot as.
 func testUser(t testing.TB) (uid, gid string) {
 	t.Helper()
@@ -245,12 +271,8 @@ type diskUsage struct {
 }
 
 func TestTaprootQuotaInUML(t *testing.T) {
-	SkipIfUnavailable(t)
-	start := time.Now()
-	dir := t.TempDir()
-	uid, gid := testUser(t)
-	ref := buildTaproot(t, dir)
-	built := time.Since(start)
+	h := newTaprootHost(t)
+	dir, uid, gid, ref := h.dir, h.uid, h.gid, h.ref
 	// Each cycle starts five Go processes in the guest (create, set-limit,
 	// delete, clear, reclaim): 1.4-3.7 s a cycle, depending on the host's load.
 	cycles := 50
@@ -539,8 +561,7 @@ func TestTaprootQuotaInUML(t *testing.T) {
 	}
 	r.ok("delete_store_again")
 
-	t.Logf("host build %v, UML boot %v, guest run %v, test total %v", built.Round(time.Millisecond),
-		res.BootTime.Round(time.Millisecond), res.Duration.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	h.logTimes(t, res)
 }
 
 // statsBenchScript times `taproot stats` of an image with 1 MiB written and
