@@ -858,6 +858,15 @@ func TestRegistryFaults(t *testing.T) {
 		}
 		return false
 	}
+	// blobHead answers a blob GET with the real headers and 200; the
+	// caller sends what it likes of the body it returns.
+	blobHead := func(w http.ResponseWriter) []byte {
+		data := b.Layers[0].Data
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		w.Header().Set("Docker-Content-Digest", blob.String())
+		w.WriteHeader(http.StatusOK)
+		return data
+	}
 	cases := []tc{
 		{name: "blob 500 with retries", config: "[registry]\nretries = 2\n", fault: fail500, want: "500",
 			after: func(t *testing.T, p *faultProxy) {
@@ -905,10 +914,7 @@ func TestRegistryFaults(t *testing.T) {
 				if !isBlob(r, blob) {
 					return false
 				}
-				data := b.Layers[0].Data
-				w.Header().Set("Content-Length", strconv.Itoa(len(data)))
-				w.Header().Set("Docker-Content-Digest", blob.String())
-				w.WriteHeader(http.StatusOK)
+				data := blobHead(w)
 				w.Write(data[:len(data)/3])
 				w.(http.Flusher).Flush()
 				<-r.Context().Done()
@@ -919,10 +925,7 @@ func TestRegistryFaults(t *testing.T) {
 				if !isBlob(r, blob) {
 					return false
 				}
-				data := b.Layers[0].Data
-				w.Header().Set("Content-Length", strconv.Itoa(len(data)))
-				w.Header().Set("Docker-Content-Digest", blob.String())
-				w.WriteHeader(http.StatusOK)
+				data := blobHead(w)
 				// 8 chunks, 400 ms apart: 3.2 s in all, more than the
 				// timeout, but never a stall of 1 s.
 				step := len(data)/8 + 1
