@@ -19,6 +19,8 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
+
+	"github.com/taproot-dev/taproot/internal/rawtar"
 )
 
 const sparseApparent = 64 << 30 // 64 GiB
@@ -118,10 +120,7 @@ func TestSparseImage(t *testing.T) {
 // not write GNU.sparse records) whose map and payload are n bytes of data
 // from offset 0: declared sparse, all dense.
 func sparseHead(name string, n int64) []byte {
-	recs := paxRecord("GNU.sparse.major", "0") + paxRecord("GNU.sparse.minor", "1") + paxRecord("GNU.sparse.name", name) +
-		paxRecord("GNU.sparse.realsize", fmt.Sprint(n)) + paxRecord("GNU.sparse.numblocks", "1") + paxRecord("GNU.sparse.map", fmt.Sprintf("0,%d", n))
-	out := append(rawHeader("PaxHeaders/"+name, 'x', int64(len(recs))), padBlock([]byte(recs))...)
-	return append(out, rawHeader("GNUSparseFile.0/"+name, '0', n)...)
+	return rawtar.SparsePAX01Head(name, n, [][2]int64{{0, n}}, n, rawMTime)
 }
 
 // zeroBombLayer is a gzip layer: head, n zeros, padding, end marker; the

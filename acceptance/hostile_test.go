@@ -29,6 +29,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	ib "github.com/taproot-dev/taproot/acceptance/internal/imagebuilder"
+	"github.com/taproot-dev/taproot/internal/rawtar"
 )
 
 // Layers that try to write outside the layer dir: through a symlink to /,
@@ -112,45 +113,8 @@ func tPAXBomb(size int) tarEnt {
 }
 
 func paxBombBytes(size int) []byte {
-	body := paxRecord("comment", strings.Repeat("A", size))
-	return append(rawHeader("PaxHeaders/p", 'x', int64(len(body))), padBlock([]byte(body))...)
-}
-
-// rawHeader is a ustar header block made by hand (mode 0644, owner 0:0,
-// mtime rawMTime), checksum included, for the entries archive/tar will not
-// write: a PAX header over 1 MiB, GNU.sparse records.
-func rawHeader(name string, typ byte, size int64) []byte {
-	blk := make([]byte, 512)
-	copy(blk, name)
-	copy(blk[100:], "0000644\x00")
-	copy(blk[108:], "0000000\x00")
-	copy(blk[116:], "0000000\x00")
-	copy(blk[124:], fmt.Sprintf("%011o\x00", size))
-	copy(blk[136:], fmt.Sprintf("%011o\x00", rawMTime.Unix()))
-	blk[156] = typ
-	copy(blk[257:], "ustar\x0000")
-	copy(blk[148:], "        ")
-	sum := 0
-	for _, b := range blk {
-		sum += int(b)
-	}
-	copy(blk[148:], fmt.Sprintf("%06o\x00 ", sum))
-	return blk
-}
-
-// paxRecord is one PAX record, "<len> k=v\n", len counting itself.
-func paxRecord(k, v string) string {
-	r := " " + k + "=" + v + "\n"
-	l := len(r) + 1
-	for len(strconv.Itoa(l))+len(r) != l {
-		l++
-	}
-	return strconv.Itoa(l) + r
-}
-
-// padBlock pads b with zeros to a whole number of 512-byte blocks.
-func padBlock(b []byte) []byte {
-	return append(b, make([]byte, -len(b)&511)...)
+	body := rawtar.PAXRecord("comment", strings.Repeat("A", size))
+	return append(rawtar.Header("PaxHeaders/p", 'x', int64(len(body)), rawMTime), rawtar.Pad([]byte(body))...)
 }
 
 func (e tarEnt) owner(uid, gid int) tarEnt { e.hdr.Uid, e.hdr.Gid = uid, gid; return e }

@@ -169,6 +169,11 @@ var productRules = []probed{
 		Why:   "a test helper the acceptance tests may import: it brings no product code and nothing but x/sys with it",
 		Allow: []string{"std", "golang.org/x/sys/..."},
 	}, probe: mod + "/unpacker"},
+	{Rule: Rule{
+		Pkg:   mod + "/internal/rawtar",
+		Why:   "a test helper the acceptance tests may import: it brings no product code and nothing but the standard library with it",
+		Allow: []string{"std"},
+	}, probe: mod + "/unpacker"},
 }
 
 // testRules are judged on the graph with test files.
@@ -176,6 +181,9 @@ var testRules = []probed{
 	binaryOnly("acceptance", Exception{
 		From: mod + "/acceptance", To: mod + "/internal/swaprace", Files: []string{"localsrc_test.go"},
 		Why: "the swap racer is shared with fetcher's unit tests, which cannot import acceptance/internal; it is a test helper, not product code, and links only x/sys (rule internal/swaprace)",
+	}, Exception{
+		From: mod + "/acceptance", To: mod + "/internal/rawtar", Files: []string{"bounds_test.go", "hostile_test.go"},
+		Why: "the hand-made tar blocks (PAX bomb, GNU sparse head) are shared with unpacker's unit tests, which cannot import acceptance/internal; a test helper, not product code, standard library only (rule internal/rawtar)",
 	}),
 	binaryOnly("acceptance/uml"),
 	binaryOnly("acceptance/cmd/mkbundle"),
