@@ -15,18 +15,7 @@ import (
 const limitsScript = `
 S=$UML_MNT/store
 R=$UML_MNT2/rootstore
-T=$UML_TMP
-B=$T/bin
-H=$T/home
-Q=$B/taproot-quota
-mkdir -p $B $H
-cp "$UML_WORK/bin/taproot" "$UML_WORK/bin/taproot-quota" $B/
-chown 0:0 $Q && chmod 4755 $Q
-chown $U:$G $H
-as() { setpriv --reuid=$U --regid=$G --init-groups env HOME=$H XDG_RUNTIME_DIR=$H "$@"; }
-tp() { as $B/taproot --store $S "$@"; }
-res() { name=$1; shift; out=$("$@" 2>&1); rc=$?; printf 'RESULT %s rc=%d out=%s\n' "$name" "$rc" "$(printf %s "$out" | tr '\n' '|')"; }
-field() { grep -o "\"$1\": *[0-9]*" "$2" | head -n 1 | grep -o '[0-9]*$'; }
+` + taprootPrologue + `field() { grep -o "\"$1\": *[0-9]*" "$2" | head -n 1 | grep -o '[0-9]*$'; }
 report() { xfs_quota -x -c 'report -p -n -N' "$1"; }
 
 res init $B/taproot --store $S init-store --xfs-mount $UML_MNT --owner $U:$G

@@ -23,8 +23,7 @@ M2=$UML_MNT2
 A=1001
 B=1002
 as() { u=$1; shift; setpriv --reuid=$u --regid=$u --clear-groups "$@"; }
-res() { name=$1; shift; out=$("$@" 2>&1); rc=$?; printf 'RESULT %s rc=%d out=%s\n' "$name" "$rc" "$(printf %s "$out" | tr '\n' '|')"; }
-
+` + resFunc + `
 # Stores a (uid A, on the first XFS) and b (uid B, on the second: one
 # owner per filesystem) are listed; c (uid A) is not.
 chmod 0755 $M $M2

@@ -12,6 +12,11 @@ import (
 // status> out=<output, newlines as |>" (the res function of the scripts);
 // the tests assert on them with steps.
 
+// resFunc defines the scripts' res NAME CMD...: it runs CMD and prints its
+// RESULT line, which parseResults reads.
+const resFunc = `res() { name=$1; shift; out=$("$@" 2>&1); rc=$?; printf 'RESULT %s rc=%d out=%s\n' "$name" "$rc" "$(printf %s "$out" | tr '\n' '|')"; }
+`
+
 type stepResult struct {
 	rc  int
 	out string

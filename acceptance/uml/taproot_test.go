@@ -24,18 +24,7 @@ import (
 // |>" line per step (parseResults); the host asserts on each.
 const taprootScript = `
 S=$UML_MNT/store
-T=$UML_TMP
-B=$T/bin
-H=$T/home
-Q=$B/taproot-quota
-mkdir -p $B $H
-cp "$UML_WORK/bin/taproot" "$UML_WORK/bin/taproot-quota" "$UML_WORK/bin/mkbundle" $B/
-chown 0:0 $Q && chmod 4755 $Q
-chown $U:$G $H
-as() { setpriv --reuid=$U --regid=$G --init-groups env HOME=$H XDG_RUNTIME_DIR=$H "$@"; }
-tp() { as $B/taproot --store $S "$@"; }
-res() { name=$1; shift; out=$("$@" 2>&1); rc=$?; printf 'RESULT %s rc=%d out=%s\n' "$name" "$rc" "$(printf %s "$out" | tr '\n' '|')"; }
-report() { xfs_quota -x -c 'report -p -n -N' $UML_MNT; }
+` + taprootPrologue + `report() { xfs_quota -x -c 'report -p -n -N' $UML_MNT; }
 
 res setuid_bit stat -c %a:%U:%G $Q
 res tmp_opts awk -v m="$T" '$2==m{print $4}' /proc/mounts
@@ -191,6 +180,22 @@ func buildTaproot(t testing.TB, dir string) (ref string) {
 	}
 	return filepath.Join(dir, "img") + ":t"
 }
+
+// taprootPrologue starts a guest script that runs taproot (store $S) as
+// the test user ($U:$G): the binaries buildTaproot made copied into the
+// guest's tmpfs, taproot-quota setuid root, and the shell functions as
+// (run as the test user), tp (taproot as the test user) and res.
+const taprootPrologue = `T=$UML_TMP
+B=$T/bin
+H=$T/home
+Q=$B/taproot-quota
+mkdir -p $B $H
+cp "$UML_WORK/bin/taproot" "$UML_WORK/bin/taproot-quota" "$UML_WORK/bin/mkbundle" $B/
+chown 0:0 $Q && chmod 4755 $Q
+chown $U:$G $H
+as() { setpriv --reuid=$U --regid=$G --init-groups env HOME=$H XDG_RUNTIME_DIR=$H "$@"; }
+tp() { as $B/taproot --store $S "$@"; }
+` + resFunc
 
 // taprootHost is the host side of a guest that runs taproot as the test
 // user: the binaries and the busybox image built into dir (buildTaproot).
