@@ -181,15 +181,7 @@ func TestStoreOwnedByAnotherUser(t *testing.T) {
 	}
 	p, store := testStore(t)
 	p.ruid = 4000 // pretend to be an unprivileged caller
-	err := filepath.Walk(store, func(path string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(path, 4001, 4001)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	chownTree(t, store, 4001)
 	if _, err := p.openImage(store + "/images/img1"); err == nil || !strings.Contains(err.Error(), "not by the caller") {
 		t.Errorf("store of another user accepted: %v", err)
 	}
@@ -392,15 +384,7 @@ func TestRootlessStoreMetaNamesRoot(t *testing.T) {
 	if err := os.WriteFile(store+"/meta/store.json", []byte(meta), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err := filepath.Walk(store, func(path string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(path, 4000, 4000)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	chownTree(t, store, 4000)
 	if img, err := p.openImage(store + "/images/img1"); err != nil {
 		t.Fatalf("rootless store refused: %v", err)
 	} else {
@@ -482,4 +466,18 @@ func open2(p *privs, dir string) error {
 		img.close()
 	}
 	return err
+}
+
+// chownTree gives everything below dir (dir too) to uid:uid.
+func chownTree(t *testing.T, dir string, uid int) {
+	t.Helper()
+	err := filepath.Walk(dir, func(path string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, uid, uid)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
