@@ -144,17 +144,23 @@ func setup() {
 	}
 }
 
+// terminate stops a started command: SIGTERM, then SIGKILL if it has not
+// exited 5 s later; it returns once the command has been waited for.
+func terminate(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
 func teardown() {
 	if h.regCmd != nil && h.regCmd.Process != nil {
-		_ = h.regCmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = h.regCmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = h.regCmd.Process.Kill()
-			<-done
-		}
+		terminate(h.regCmd)
 	}
 	if h.work != "" {
 		if os.Getenv("TAPROOT_KEEP") != "" {
