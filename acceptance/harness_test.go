@@ -144,17 +144,23 @@ func setup() {
 	}
 }
 
+// terminate stops a started command: SIGTERM, then SIGKILL if it has not
+// exited 5 s later; it returns once the command has been waited for.
+func terminate(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
 func teardown() {
 	if h.regCmd != nil && h.regCmd.Process != nil {
-		_ = h.regCmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = h.regCmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = h.regCmd.Process.Kill()
-			<-done
-		}
+		terminate(h.regCmd)
 	}
 	if h.work != "" {
 		if os.Getenv("TAPROOT_KEEP") != "" {
@@ -430,7 +436,6 @@ const (
 // with the runtime, as the test user; it returns what the process printed.
 func inContainer(t *testing.T, rt runtimeKind, store string, frag *specs.Spec, script string) result {
 	t.Helper()
-	dir := testDir(t, "bundles")
 	opts := bundle.Options{
 		Args:        []string{"/bin/sh", "-c", script},
 		StoreDir:    store,
@@ -444,6 +449,13 @@ func inContainer(t *testing.T, rt runtimeKind, store string, frag *specs.Spec, s
 	if err != nil {
 		t.Fatal(err)
 	}
+	return runConfig(t, rt, cfg)
+}
+
+// runConfig runs a full config.json with the runtime as the test user.
+func runConfig(t *testing.T, rt runtimeKind, cfg *specs.Spec) result {
+	t.Helper()
+	dir := testDir(t, "bundles")
 	data, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		t.Fatal(err)

@@ -29,6 +29,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	ib "github.com/taproot-dev/taproot/acceptance/internal/imagebuilder"
+	"github.com/taproot-dev/taproot/internal/rawtar"
 )
 
 // Layers that try to write outside the layer dir: through a symlink to /,
@@ -113,33 +114,8 @@ func tPAXBomb(size int) tarEnt {
 }
 
 func paxBombBytes(size int) []byte {
-	val := strings.Repeat("A", size)
-	rec := "comment=" + val + "\n"
-	n := len(rec) + 1
-	for len(fmt.Sprintf("%d %s", n, rec)) != n {
-		n++
-	}
-	body := []byte(fmt.Sprintf("%d %s", n, rec))
-	blk := make([]byte, 512)
-	copy(blk, "PaxHeaders/p")
-	copy(blk[100:], "0000644\x00")
-	copy(blk[108:], "0000000\x00")
-	copy(blk[116:], "0000000\x00")
-	copy(blk[124:], fmt.Sprintf("%011o\x00", len(body)))
-	copy(blk[136:], "00000000000\x00")
-	blk[156] = 'x'
-	copy(blk[257:], "ustar\x0000")
-	copy(blk[148:], "        ")
-	sum := 0
-	for _, b := range blk {
-		sum += int(b)
-	}
-	copy(blk[148:], fmt.Sprintf("%06o\x00 ", sum))
-	out := append(blk, body...)
-	if pad := len(body) % 512; pad != 0 {
-		out = append(out, make([]byte, 512-pad)...)
-	}
-	return out
+	body := rawtar.PAXRecord("comment", strings.Repeat("A", size))
+	return append(rawtar.Header("PaxHeaders/p", 'x', int64(len(body)), rawMTime), rawtar.Pad([]byte(body))...)
 }
 
 func (e tarEnt) owner(uid, gid int) tarEnt { e.hdr.Uid, e.hdr.Gid = uid, gid; return e }
@@ -440,16 +416,6 @@ func topLayerPath(store string, b ib.Built, rel string) string {
 	return filepath.Join(layerDir(store, b.Layers[len(b.Layers)-1].DiffID), rel)
 }
 
-// hostileConfig writes a taproot config readable by the test user.
-func hostileConfig(t *testing.T, content string) string {
-	t.Helper()
-	p := filepath.Join(testDir(t, "layouts"), "config.toml")
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // TestHostileImages drives `taproot create` with layers an attacker wrote.
 // Each case either fails with one clear line, or succeeds and puts the
 // content where it belongs (check says what). In every case: the sentinel
@@ -678,7 +644,7 @@ func TestHostileImages(t *testing.T) {
 			storeParent := filepath.Dir(store)
 			args := []string{"create", "--insecure-registry", h.registry}
 			if c.config != "" {
-				args = append([]string{"--config", hostileConfig(t, c.config)}, args...)
+				args = append([]string{"--config", writeConfig(t, c.config)}, args...)
 			}
 			id := fmt.Sprintf("hostile%d", i)
 			r := taproot(t, store, append(args, ref, id)...)
@@ -874,6 +840,15 @@ func TestRegistryFaults(t *testing.T) {
 		}
 		return false
 	}
+	// blobHead answers a blob GET with the real headers and 200; the
+	// caller sends what it likes of the body it returns.
+	blobHead := func(w http.ResponseWriter) []byte {
+		data := b.Layers[0].Data
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		w.Header().Set("Docker-Content-Digest", blob.String())
+		w.WriteHeader(http.StatusOK)
+		return data
+	}
 	cases := []tc{
 		{name: "blob 500 with retries", config: "[registry]\nretries = 2\n", fault: fail500, want: "500",
 			after: func(t *testing.T, p *faultProxy) {
@@ -921,10 +896,7 @@ func TestRegistryFaults(t *testing.T) {
 				if !isBlob(r, blob) {
 					return false
 				}
-				data := b.Layers[0].Data
-				w.Header().Set("Content-Length", strconv.Itoa(len(data)))
-				w.Header().Set("Docker-Content-Digest", blob.String())
-				w.WriteHeader(http.StatusOK)
+				data := blobHead(w)
 				w.Write(data[:len(data)/3])
 				w.(http.Flusher).Flush()
 				<-r.Context().Done()
@@ -935,10 +907,7 @@ func TestRegistryFaults(t *testing.T) {
 				if !isBlob(r, blob) {
 					return false
 				}
-				data := b.Layers[0].Data
-				w.Header().Set("Content-Length", strconv.Itoa(len(data)))
-				w.Header().Set("Docker-Content-Digest", blob.String())
-				w.WriteHeader(http.StatusOK)
+				data := blobHead(w)
 				// 8 chunks, 400 ms apart: 3.2 s in all, more than the
 				// timeout, but never a stall of 1 s.
 				step := len(data)/8 + 1
@@ -997,7 +966,7 @@ func TestRegistryFaults(t *testing.T) {
 			store := newStore(t)
 			args := []string{"create", "--insecure-registry", p.addr}
 			if c.config != "" {
-				args = append([]string{"--config", hostileConfig(t, c.config)}, args...)
+				args = append([]string{"--config", writeConfig(t, c.config)}, args...)
 			}
 			id := fmt.Sprintf("fault%d", i)
 			ref := "docker://" + p.addr + "/acceptance/faults:latest"

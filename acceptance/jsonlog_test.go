@@ -68,7 +68,7 @@ func TestJSONErrorsAndExitCodes(t *testing.T) {
 	// process, so the exit code says which.
 	hostileRef := pushRaw(t, "json-errors-hostile", h.registry, buildRaw(t, []rawLayer{gzLayer(t, rawTar(t, nil, tReg("../../escape", "x\n")))}, nil))
 	bigRef := pushRaw(t, "json-errors-big", h.registry, buildRaw(t, []rawLayer{gzLayer(t, rawTar(t, nil, tReg("big", strings.Repeat("b", 1<<20))))}, nil))
-	smallBound := hostileConfig(t, "[create]\nmax_layer_bytes = 65536\n")
+	smallBound := writeConfig(t, "[create]\nmax_layer_bytes = 65536\n")
 
 	cases := []struct {
 		name   string

@@ -34,8 +34,8 @@ func TestStorePathOverlayCannotCarry(t *testing.T) {
 			link,
 		} {
 			r := taproot(t, store, "create", "--insecure-registry", h.registry, ref, "x")
-			if r.code == 0 || len(lines(r.stderr)) != 1 || !strings.Contains(r.stderr, "contains '"+c) || !strings.Contains(r.stderr, "which overlay mount options cannot carry") {
-				t.Errorf("create in store %s: want it refused with one line naming %q:\n%s", store, c, r)
+			if r.code != 2 || len(lines(r.stderr)) != 1 || !strings.Contains(r.stderr, "contains '"+c) || !strings.Contains(r.stderr, "which overlay mount options cannot carry") {
+				t.Errorf("create in store %s: want it refused (exit 2, bad input) with one line naming %q:\n%s", store, c, r)
 			}
 		}
 		if made := dirEntries(t, dir); len(made) != 2 {

@@ -77,6 +77,8 @@ func ClassOf(err error) Class {
 		errors.Is(err, store.ErrMappingDiffer),
 		errors.Is(err, store.ErrStoreUnsafe),
 		errors.Is(err, store.ErrUnreachable),
+		errors.Is(err, overlayxfs.ErrMountPath),
+		errors.Is(err, overlayxfs.ErrSharedFilesystem),
 		// The image cannot be used: its layers are hostile or not what
 		// the manifest says (the worker keeps these classes).
 		errors.Is(err, unpacker.ErrUnsafePath),

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/moby/sys/mountinfo"
+	"github.com/taproot-dev/taproot/internal/fsname"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,28 +19,15 @@ import (
 // file with project quotas, and the root-owned list of stores that the
 // taproot-quota helper trusts.
 
-// FilesystemType names the filesystem dir is on ("xfs", "ext4", "btrfs",
-// "tmpfs", "overlay", …; an unknown one as its statfs magic in hex).
+// FilesystemType names the filesystem dir is on (fsname.Of: "xfs",
+// "ext4", "btrfs", "tmpfs", "overlay", "nfs"; another as its statfs magic
+// in hex), in the words taproot-quota check-store uses.
 func FilesystemType(dir string) (string, error) {
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(dir, &sfs); err != nil {
 		return "", &os.PathError{Op: "statfs", Path: dir, Err: err}
 	}
-	switch sfs.Type {
-	case unix.XFS_SUPER_MAGIC:
-		return "xfs", nil
-	case unix.EXT4_SUPER_MAGIC:
-		return "ext4", nil
-	case unix.BTRFS_SUPER_MAGIC:
-		return "btrfs", nil
-	case unix.TMPFS_MAGIC:
-		return "tmpfs", nil
-	case unix.OVERLAYFS_SUPER_MAGIC:
-		return "overlay", nil
-	case unix.NFS_SUPER_MAGIC:
-		return "nfs", nil
-	}
-	return fmt.Sprintf("0x%x", sfs.Type), nil
+	return fsname.Of(sfs.Type), nil
 }
 
 // Capacity is the total size in bytes of the filesystem dir is on.

@@ -10,8 +10,9 @@ import (
 // The taproot binary does not link this package (internal/depcheck pins
 // that), so the client side, overlayxfs, keeps its own copy of what both
 // programs must agree on: the stores list, the words of one refusal, and
-// the JSON the helper prints. A test-only import: the helper itself still
-// links only the standard library and x/sys.
+// the JSON the helper prints (the filesystem names both print are one
+// table, internal/fsname, which both import). A test-only import: the
+// helper itself does not link overlayxfs.
 func TestClientAgrees(t *testing.T) {
 	if StoresListPath != overlayxfs.StoresListPath {
 		t.Errorf("the helper reads the stores list at %s, taproot init-store writes it at %s", StoresListPath, overlayxfs.StoresListPath)

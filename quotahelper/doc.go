@@ -27,9 +27,11 @@
 // # What the helper trusts
 //
 // Nothing the caller controls but an image path, a size and an inode count. The package
-// imports only the standard library, golang.org/x/sys and
+// imports only the standard library, golang.org/x/sys,
 // github.com/moby/sys/mountinfo (a parser of the kernel's mountinfo of
-// about 300 lines that itself needs only those two; a test enforces it),
+// about 300 lines that itself needs only those two) and internal/fsname
+// (the filesystem-name table taproot prints too; fmt and x/sys only); a
+// test enforces it (internal/depcheck),
 // runs no other program, looks nothing up in PATH and clears its
 // environment at once.
 //

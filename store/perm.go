@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/taproot-dev/taproot/overlayxfs"
 )
 
 // Who may reach a store.
@@ -128,7 +130,7 @@ var ErrStoreUnsafe = errors.New("store is not safe to use")
 // both.
 func checkPath(root string) error {
 	if i := strings.IndexAny(root, ",:\\\n"); i >= 0 {
-		return fmt.Errorf("store path %q contains %q, which overlay mount options cannot carry: choose another path", root, root[i])
+		return fmt.Errorf("store path %q contains %q, which overlay mount options cannot carry: choose another path: %w", root, root[i], overlayxfs.ErrMountPath)
 	}
 	return nil
 }

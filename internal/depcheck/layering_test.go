@@ -15,7 +15,8 @@ import (
 //	store        -> worker, unpacker, overlayxfs, internal/flock, idmap
 //	worker       -> unpacker, internal/userns
 //	leaves (no other taproot package): fetcher, unpacker, overlayxfs,
-//	quotahelper, spec, internal/{flock,userns,idmap,config}
+//	quotahelper, spec, internal/{flock,userns,idmap,config,fsname}
+//	(overlayxfs and quotahelper may both import internal/fsname)
 //
 // The arrows are Direct rules (a package's own imports); what a package
 // must never link (cobra or containers/image in the store, quotahelper in
@@ -79,13 +80,15 @@ func edge(from, to, why string, files ...string) Exception {
 	return Exception{From: mod + "/" + from, To: mod + "/" + to, Files: files, Why: why}
 }
 
-
 // productRules are judged on the graph without test files.
 var productRules = []probed{
 	leaf("fetcher"),
 	leaf("unpacker"),
-	leaf("overlayxfs"),
-	leaf("quotahelper"),
+	// internal/fsname: the one filesystem-name table, printed by taproot
+	// (overlayxfs) and by the setuid helper (quotahelper).
+	leaf("overlayxfs", "internal/fsname"),
+	leaf("quotahelper", "internal/fsname"),
+	leaf("internal/fsname"),
 	leaf("spec", "internal/idmap"),
 	leaf("internal/flock"),
 	leaf("internal/userns", "internal/idmap"),
@@ -148,12 +151,19 @@ var productRules = []probed{
 		// moby/sys/mountinfo (itself only std and x/sys): main's c99c31e
 		// (branch mounts) reads mountinfo with it in quotahelper; exactly
 		// that package, not moby/sys/....
-		Allow: []string{"std", "golang.org/x/sys/...", "github.com/moby/sys/mountinfo", mod + "/quotahelper"},
+		// internal/fsname: a name table of a dozen lines (fmt and x/sys),
+		// shared with taproot so the two programs name filesystems alike.
+		Allow: []string{"std", "golang.org/x/sys/...", "github.com/moby/sys/mountinfo", mod + "/quotahelper", mod + "/internal/fsname"},
 	}, probe: "github.com/moby/sys/mount"},
 	{Rule: Rule{
 		Pkg:   mod + "/internal/swaprace",
 		Why:   "a test helper the acceptance tests may import: it brings no product code and nothing but x/sys with it",
 		Allow: []string{"std", "golang.org/x/sys/..."},
+	}, probe: mod + "/unpacker"},
+	{Rule: Rule{
+		Pkg:   mod + "/internal/rawtar",
+		Why:   "a test helper the acceptance tests may import: it brings no product code and nothing but the standard library with it",
+		Allow: []string{"std"},
 	}, probe: mod + "/unpacker"},
 }
 
@@ -162,6 +172,9 @@ var testRules = []probed{
 	binaryOnly("acceptance", Exception{
 		From: mod + "/acceptance", To: mod + "/internal/swaprace", Files: []string{"localsrc_test.go"},
 		Why: "the swap racer is shared with fetcher's unit tests, which cannot import acceptance/internal; it is a test helper, not product code, and links only x/sys (rule internal/swaprace)",
+	}, Exception{
+		From: mod + "/acceptance", To: mod + "/internal/rawtar", Files: []string{"bounds_test.go", "hostile_test.go"},
+		Why: "the hand-made tar blocks (PAX bomb, GNU sparse head) are shared with unpacker's unit tests, which cannot import acceptance/internal; a test helper, not product code, standard library only (rule internal/rawtar)",
 	}),
 	binaryOnly("acceptance/uml"),
 	binaryOnly("acceptance/cmd/mkbundle"),
