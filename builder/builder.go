@@ -7,8 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/taproot-dev/taproot/idmap"
 	"github.com/taproot-dev/taproot/internal/config"
-	"github.com/taproot-dev/taproot/internal/idmap"
 	"github.com/taproot-dev/taproot/overlayxfs"
 	"github.com/taproot-dev/taproot/store"
 )

@@ -10,7 +10,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/taproot-dev/taproot/fetcher"
 	"github.com/taproot-dev/taproot/gc"
-	"github.com/taproot-dev/taproot/internal/idmap"
+	"github.com/taproot-dev/taproot/idmap"
 	"github.com/taproot-dev/taproot/spec"
 	"github.com/taproot-dev/taproot/store"
 )

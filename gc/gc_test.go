@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
-	"github.com/taproot-dev/taproot/internal/idmap"
+	"github.com/taproot-dev/taproot/idmap"
 	"github.com/taproot-dev/taproot/store"
 	"github.com/taproot-dev/taproot/worker"
 )

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/taproot-dev/taproot/internal/idmap"
+	"github.com/taproot-dev/taproot/idmap"
 	"github.com/taproot-dev/taproot/store"
 	"github.com/taproot-dev/taproot/store/storetest"
 )

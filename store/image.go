@@ -12,8 +12,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/taproot-dev/taproot/idmap"
 	"github.com/taproot-dev/taproot/internal/flock"
-	"github.com/taproot-dev/taproot/internal/idmap"
 	"github.com/taproot-dev/taproot/overlayxfs"
 	"golang.org/x/sys/unix"
 )

@@ -10,8 +10,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/taproot-dev/taproot/idmap"
 	"github.com/taproot-dev/taproot/internal/flock"
-	"github.com/taproot-dev/taproot/internal/idmap"
 )
 
 // InitOptions configure Init.

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taproot-dev/taproot/idmap"
 	"github.com/taproot-dev/taproot/internal/flock"
-	"github.com/taproot-dev/taproot/internal/idmap"
 )
 
 // newStoreDir is a fresh store path the namespace's root can reach.

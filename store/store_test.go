@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/taproot-dev/taproot/idmap"
 	"github.com/taproot-dev/taproot/internal/flock"
-	"github.com/taproot-dev/taproot/internal/idmap"
 	"github.com/taproot-dev/taproot/unpacker"
 	"github.com/taproot-dev/taproot/worker"
 )

@@ -14,7 +14,7 @@ import (
 	"syscall"
 
 	"github.com/opencontainers/go-digest"
-	"github.com/taproot-dev/taproot/internal/idmap"
+	"github.com/taproot-dev/taproot/idmap"
 	"github.com/taproot-dev/taproot/internal/userns"
 	"github.com/taproot-dev/taproot/unpacker"
 	"golang.org/x/sys/unix"

@@ -16,7 +16,7 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
-	"github.com/taproot-dev/taproot/internal/idmap"
+	"github.com/taproot-dev/taproot/idmap"
 	"github.com/taproot-dev/taproot/unpacker"
 	"golang.org/x/sys/unix"
 )

@@ -62,7 +62,7 @@ func binaryOnly(pkg string, exceptions ...Exception) probed {
 		Scope:      []string{mod + "/..."},
 		Allow:      []string{mod + "/acceptance/internal/..."},
 		Exceptions: exceptions,
-	}, probe: mod + "/internal/idmap"}
+	}, probe: mod + "/idmap"}
 }
 
 // pkgs prefixes each name with the module path.
@@ -89,10 +89,10 @@ var productRules = []probed{
 	leaf("overlayxfs", "internal/fsname"),
 	leaf("quotahelper", "internal/fsname"),
 	leaf("internal/fsname"),
-	leaf("spec", "internal/idmap"),
+	leaf("spec", "idmap"),
 	leaf("internal/flock"),
-	leaf("internal/userns", "internal/idmap"),
-	leaf("internal/idmap"),
+	leaf("internal/userns", "idmap"),
+	leaf("idmap"),
 	leaf("internal/config"),
 	{Rule: Rule{
 		Pkg:    mod + "/cmd/taproot",
@@ -115,7 +115,7 @@ var productRules = []probed{
 		Why:    "the use cases compose the store, the fetcher and the policies; no CLI framework, nothing above them",
 		Deny:   append(pkgs("internal/cli", "quotahelper"), "github.com/spf13/cobra/..."),
 		Scope:  pkgs("..."),
-		Allow:  pkgs("store", "fetcher", "gc", "spec", "overlayxfs", "internal/config", "internal/idmap", "idmap", "unpacker"),
+		Allow:  pkgs("store", "fetcher", "gc", "spec", "overlayxfs", "internal/config", "idmap", "unpacker"),
 		Direct: true,
 	}, probe: "github.com/spf13/cobra", direct: mod + "/internal/userns"},
 	{Rule: Rule{
@@ -133,7 +133,7 @@ var productRules = []probed{
 		Deny: append(pkgs("spec", "fetcher", "gc", "builder/...", "internal/cli"),
 			"github.com/spf13/cobra/...", "github.com/containers/image/v5/..."),
 		Scope:  pkgs("..."),
-		Allow:  pkgs("worker", "unpacker", "overlayxfs", "internal/flock", "internal/idmap", "idmap"),
+		Allow:  pkgs("worker", "unpacker", "overlayxfs", "internal/flock", "idmap"),
 		Direct: true,
 	}, probe: "github.com/spf13/cobra", direct: mod + "/internal/config"},
 	{Rule: Rule{
@@ -142,7 +142,7 @@ var productRules = []probed{
 		Deny: append(pkgs("store", "builder/...", "internal/cli", "fetcher", "spec", "gc"),
 			"github.com/spf13/cobra/...", "github.com/containers/image/v5/..."),
 		Scope:  pkgs("..."),
-		Allow:  pkgs("unpacker", "internal/userns", "internal/idmap", "idmap"),
+		Allow:  pkgs("unpacker", "internal/userns", "idmap"),
 		Direct: true,
 	}, probe: "github.com/spf13/cobra", direct: mod + "/internal/flock"},
 	{Rule: Rule{

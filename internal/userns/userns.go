@@ -19,7 +19,7 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/taproot-dev/taproot/internal/idmap"
+	"github.com/taproot-dev/taproot/idmap"
 	"golang.org/x/sys/unix"
 )
 

@@ -1,7 +1,7 @@
 // Package subids reads a user's subordinate ID ranges with shadow's
 // getsubids(1) (package uidmap, next to newuidmap). The tests learn the
 // ranges from the library newuidmap itself consults, not from taproot's
-// parser (internal/idmap): a bug in that parser cannot then be shared by
+// parser (idmap): a bug in that parser cannot then be shared by
 // the code and the test that checks it, and the acceptance tests use only
 // the binaries.
 package subids
