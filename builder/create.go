@@ -181,11 +181,9 @@ func (b *Builder) Create(ctx context.Context, req CreateRequest) (res CreateResu
 			}
 		}
 	}()
-	lowers, err := lowersOf(st, rec)
-	if err != nil {
-		return res, err
-	}
-	user, err := resolveUser(rec.Config.Config.User, lowers)
+	// The image's files are read through its lower dirs, top first, as
+	// the persisted mount (checked by the store) names them.
+	user, err := resolveUser(rec.Config.Config.User, rec.Mounts[0].Lowers())
 	if err != nil {
 		return res, err
 	}
@@ -240,14 +238,4 @@ func (b *Builder) cleanBeforeCreate(ctx context.Context, st *store.Store, thresh
 	} else if !res.Skipped {
 		b.log.Info("cleaned the store before create", "reclaimed_bytes", res.ReclaimedBytes, "layers_removed", res.LayersRemoved)
 	}
-}
-
-// lowersOf is an image's lower dirs, top first, for reading its files.
-// The one place the builder asks the store how an image is laid out.
-func lowersOf(st *store.Store, rec store.ImageRecord) ([]string, error) {
-	plan, err := st.MountPlan(rec)
-	if err != nil {
-		return nil, err
-	}
-	return plan.Lowers, nil
 }

@@ -99,6 +99,17 @@ func checkMountPath(dir string) error {
 	return nil
 }
 
+// Lowers returns an overlay's lower dirs, top first, as its lowerdir
+// option names them (nil for a mount without one).
+func (m Mount) Lowers() []string {
+	for _, o := range m.Options {
+		if v, ok := strings.CutPrefix(o, "lowerdir="); ok {
+			return strings.Split(v, ":")
+		}
+	}
+	return nil
+}
+
 // Data returns the options as mount(2) receives them.
 func (m Mount) Data() string { return strings.Join(m.Options, ",") }
 

@@ -180,3 +180,17 @@ func TestMountAndUnmount(t *testing.T) {
 		t.Errorf("unmount of a missing target: %v", err)
 	}
 }
+
+func TestMountLowers(t *testing.T) {
+	p := Plan{Lowers: []string{"/s/l/b", "/s/l/a"}, Upper: "/s/i/x/diff", Work: "/s/i/x/work", Rootfs: "/s/i/x/rootfs"}
+	m, err := p.Mount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Lowers(); len(got) != 2 || got[0] != "/s/l/b" || got[1] != "/s/l/a" {
+		t.Errorf("Lowers() = %q, want the plan's lowers top first", got)
+	}
+	if got := (Mount{Type: "bind", Options: []string{"rbind"}}).Lowers(); got != nil {
+		t.Errorf("Lowers() of a bind mount = %q, want none", got)
+	}
+}

@@ -340,10 +340,10 @@ func (s *Store) Reclaim(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// MountPlan returns the overlay dirs of an image (lowers top first), from
+// mountPlan returns the overlay dirs of an image (lowers top first), from
 // a record Image has checked: every lower is a short link under l/ whose
 // name its layer's record may only choose among the names of that layer.
-func (s *Store) MountPlan(rec ImageRecord) (overlayxfs.Plan, error) {
+func (s *Store) mountPlan(rec ImageRecord) (overlayxfs.Plan, error) {
 	if err := checkImageRecord(rec.ID, &rec); err != nil {
 		return overlayxfs.Plan{}, err
 	}
@@ -364,10 +364,10 @@ func (s *Store) MountPlan(rec ImageRecord) (overlayxfs.Plan, error) {
 }
 
 // mountsOf plans the mounts of an image from its checked names: the one
-// overlay of MountPlan's dirs (overlayxfs.Plan.Mount refuses a store path
+// overlay of mountPlan's dirs (overlayxfs.Plan.Mount refuses a store path
 // the options cannot carry).
 func (s *Store) mountsOf(rec ImageRecord) ([]overlayxfs.Mount, error) {
-	p, err := s.MountPlan(rec)
+	p, err := s.mountPlan(rec)
 	if err != nil {
 		return nil, err
 	}
@@ -442,13 +442,7 @@ func (s *Store) mountsFromPersistedNames(rec ImageRecord) (overlayxfs.Mount, boo
 	if len(rec.Mounts) != 1 {
 		return overlayxfs.Mount{}, false
 	}
-	var lowers []string
-	for _, o := range rec.Mounts[0].Options {
-		if v, ok := strings.CutPrefix(o, "lowerdir="); ok {
-			lowers = strings.Split(v, ":")
-			break
-		}
-	}
+	lowers := rec.Mounts[0].Lowers()
 	if len(lowers) != len(rec.Lowers) {
 		return overlayxfs.Mount{}, false
 	}

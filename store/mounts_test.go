@@ -26,7 +26,7 @@ func TestPersistedMountIsChecked(t *testing.T) {
 		return st, rec
 	}
 	st, rec := mkImage(t)
-	plan, err := st.MountPlan(rec)
+	plan, err := st.mountPlan(rec)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -129,7 +129,7 @@ func TestCreateSharesLayersAndDeletes(t *testing.T) {
 	if err != nil || wfi.Mode()&os.ModeCharDevice == 0 {
 		t.Fatalf("whiteout not a char device: %v %v", wfi, err)
 	}
-	if plan, err := st.MountPlan(rec); err != nil || len(plan.Lowers) != 2 {
+	if plan, err := st.mountPlan(rec); err != nil || len(plan.Lowers) != 2 {
 		t.Fatalf("lowers = %v, %v", plan.Lowers, err)
 	}
 	if _, err := st.Create(ctx, CreateRequest{ID: "a", Layers: []Layer{base.layer()}}); !errors.Is(err, ErrImageExists) {
@@ -204,7 +204,7 @@ func TestManyLayersAreSquashed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan, err := st.MountPlan(rec)
+	plan, err := st.mountPlan(rec)
 	if err != nil {
 		t.Fatal(err)
 	}
