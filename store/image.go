@@ -417,18 +417,43 @@ func (s *Store) checkMountsBy(rec *ImageRecord, quick bool) error {
 	if len(rec.Mounts) != len(want) {
 		return fmt.Errorf("image %q: record names %d mounts, its layers give %d: %w", rec.ID, len(rec.Mounts), len(want), ErrBadRecord)
 	}
+	if moved(rec.Mounts, want, s.root) {
+		// The store was moved (or is reached by another path, a bind
+		// mount): the record is this store's mount under its old path,
+		// field for field. Its names were checked; the paths are not
+		// used: the image gets the mount this store gives it now.
+		rec.Mounts = want
+		return nil
+	}
 	for i := range want {
-		if got := rec.Mounts[i]; !got.Equal(want[i]) && got.Target != want[i].Target && strings.HasSuffix(got.Target, strings.TrimPrefix(want[i].Target, s.root)) {
-			// Not used either way; said apart so that an admin who moved
-			// the store (or reaches it by a bind mount) knows why before
-			// check --repair removes the images.
-			return fmt.Errorf("image %q: record's mount is on %q, not in this store %s (was the store moved or is it reached by another path?): %w", rec.ID, got.Target, s.root, ErrBadRecord)
-		}
 		if !rec.Mounts[i].Equal(want[i]) {
 			return fmt.Errorf("image %q: record's mount %q on %q (%q) is not the one its layers give in this store: %w", rec.ID, rec.Mounts[i].Type, rec.Mounts[i].Target, rec.Mounts[i].Data(), ErrBadRecord)
 		}
 	}
 	return nil
+}
+
+// moved reports whether got is want with a store path other than root in
+// every path: want's target, upper, work and lower dirs all begin with
+// root, so got is want moved when one old root, put in root's place,
+// makes every field equal. Paths in mounts hold no ',' or ':'
+// (overlayxfs refuses them), so the options compare as text.
+func moved(got, want []overlayxfs.Mount, root string) bool {
+	if len(got) != 1 || len(want) != 1 {
+		return false
+	}
+	rel := strings.TrimPrefix(want[0].Target, root)
+	old, ok := strings.CutSuffix(got[0].Target, rel)
+	if !ok || old == root || !filepath.IsAbs(old) || filepath.Clean(old) != old {
+		return false
+	}
+	g := got[0]
+	g.Target = root + rel
+	g.Options = nil
+	for _, o := range got[0].Options {
+		g.Options = append(g.Options, strings.ReplaceAll(o, old+"/", root+"/"))
+	}
+	return g.Equal(want[0])
 }
 
 // mountsFromPersistedNames is the mount rec's layers give when the short

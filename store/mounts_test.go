@@ -130,25 +130,43 @@ func setOption(m map[string]any, i int, opt string) {
 }
 
 // A store reached by another path (moved, or bind-mounted elsewhere) has
-// records whose mounts name the old path: they are refused like any other
-// mount that is not this store's, and the error says why.
-func TestMovedStoreMountsAreRefused(t *testing.T) {
+// records whose mounts name the old path: the image gets this store's
+// mount, and a record that is more than moved is still refused.
+func TestMovedStoreMountsFollowTheStore(t *testing.T) {
 	st := testStore(t)
 	l := &fakeLayer{data: layerTar(t, entry{name: "f", body: "x"})}
-	if _, err := st.Create(context.Background(), CreateRequest{ID: "a", Layers: []Layer{l.layer()}}); err != nil {
+	for _, id := range []string{"a", "b"} {
+		if _, err := st.Create(context.Background(), CreateRequest{ID: id, Layers: []Layer{l.layer()}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := st.Root()
+	moved := filepath.Join(filepath.Dir(old), "moved")
+	if err := os.Rename(old, moved); err != nil {
 		t.Fatal(err)
 	}
-	moved := filepath.Join(filepath.Dir(st.Root()), "moved")
-	if err := os.Rename(st.Root(), moved); err != nil {
-		t.Fatal(err)
-	}
-	opts := st.opts
-	st2, err := Open(context.Background(), moved, opts)
+	// b's record is moved and also given an upperdir outside.
+	path := filepath.Join(moved, "images", "b", "image.json")
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = st2.Image(context.Background(), "a")
-	if !errors.Is(err, ErrBadRecord) || !strings.Contains(err.Error(), "moved") {
-		t.Fatalf("Image in the moved store: %v, want ErrBadRecord saying the store moved", err)
+	b = []byte(strings.Replace(string(b), "upperdir="+old+"/images/b/diff", "upperdir="+old+"/images/a/diff", 1))
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st2, err := Open(context.Background(), moved, st.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := st2.Image(context.Background(), "a")
+	if err != nil {
+		t.Fatalf("Image in the moved store: %v", err)
+	}
+	if m := rec.Mounts[0]; m.Target != filepath.Join(moved, "images", "a", "rootfs") || strings.Contains(m.Data(), old+"/") {
+		t.Errorf("moved store's mount: %+v, want it in %s only", m, moved)
+	}
+	if _, err := st2.Image(context.Background(), "b"); !errors.Is(err, ErrBadRecord) {
+		t.Errorf("moved and tampered record: %v, want ErrBadRecord", err)
 	}
 }
