@@ -181,17 +181,16 @@ func (b *Builder) Create(ctx context.Context, req CreateRequest) (res CreateResu
 			}
 		}
 	}()
-	lowers, err := lowersOf(st, rec)
-	if err != nil {
-		return res, err
-	}
-	user, err := resolveUser(rec.Config.Config.User, lowers)
+	// The image user is looked up in the lower dirs of the mount the store
+	// planned (rec.Mounts[0], the overlay at the rootfs): no second call
+	// into the store, which would read every layer record again.
+	root := rec.Mounts[0].Target
+	user, err := resolveUser(rec.Config.Config.User, rec.Mounts[0].Lowers())
 	if err != nil {
 		return res, err
 	}
 	// The mounts planned and persisted at create: performed here with
 	// --with-mount (and then not printed), else printed for the runtime.
-	root := rec.Mounts[0].Target
 	var mounts []specs.Mount
 	for _, m := range rec.Mounts {
 		if p.mount {
@@ -240,14 +239,4 @@ func (b *Builder) cleanBeforeCreate(ctx context.Context, st *store.Store, thresh
 	} else if !res.Skipped {
 		b.log.Info("cleaned the store before create", "reclaimed_bytes", res.ReclaimedBytes, "layers_removed", res.LayersRemoved)
 	}
-}
-
-// lowersOf is an image's lower dirs, top first, for reading its files.
-// The one place the builder asks the store how an image is laid out.
-func lowersOf(st *store.Store, rec store.ImageRecord) ([]string, error) {
-	plan, err := st.MountPlan(rec)
-	if err != nil {
-		return nil, err
-	}
-	return plan.Lowers, nil
 }

@@ -102,6 +102,18 @@ func checkMountPath(dir string) error {
 // Data returns the options as mount(2) receives them.
 func (m Mount) Data() string { return strings.Join(m.Options, ",") }
 
+// Lowers returns the lower dirs of an overlay mount, top first, as its
+// lowerdir option names them (nil when it has none). Plan.Mount refused a
+// path with ':' in it, so the split gives back Plan.Lowers.
+func (m Mount) Lowers() []string {
+	for _, o := range m.Options {
+		if v, ok := strings.CutPrefix(o, "lowerdir="); ok {
+			return strings.Split(v, ":")
+		}
+	}
+	return nil
+}
+
 // Equal says whether m and o are the same mount.
 func (m Mount) Equal(o Mount) bool {
 	if m.Type != o.Type || m.Source != o.Source || m.Target != o.Target || len(m.Options) != len(o.Options) {

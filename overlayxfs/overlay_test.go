@@ -93,6 +93,14 @@ func TestPlanMount(t *testing.T) {
 		}
 	}
 
+	// Lowers gives back the plan's lowers, top first, from the data alone.
+	if got := m.Lowers(); !reflect.DeepEqual(got, p.Lowers) {
+		t.Errorf("Lowers = %q, want %q", got, p.Lowers)
+	}
+	if got := (Mount{Type: "bind", Source: "/x", Target: "/y"}).Lowers(); got != nil {
+		t.Errorf("Lowers of a mount without lowerdir = %q, want none", got)
+	}
+
 	sm, err := m.SpecMount(p.Rootfs)
 	if err != nil || sm.Destination != "/" || sm.Type != "overlay" || sm.Source != "overlay" || !reflect.DeepEqual(sm.Options, m.Options) {
 		t.Errorf("SpecMount = %+v, %v", sm, err)

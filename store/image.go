@@ -442,13 +442,7 @@ func (s *Store) mountsFromPersistedNames(rec ImageRecord) (overlayxfs.Mount, boo
 	if len(rec.Mounts) != 1 {
 		return overlayxfs.Mount{}, false
 	}
-	var lowers []string
-	for _, o := range rec.Mounts[0].Options {
-		if v, ok := strings.CutPrefix(o, "lowerdir="); ok {
-			lowers = strings.Split(v, ":")
-			break
-		}
-	}
+	lowers := rec.Mounts[0].Lowers()
 	if len(lowers) != len(rec.Lowers) {
 		return overlayxfs.Mount{}, false
 	}
