@@ -24,7 +24,8 @@
 //     plugs its progress bars and JSON events into CreateRequest.Hooks,
 //     and calls Builder.Create.
 //  2. Create resolves the request against the config (resolveCreate):
-//     id, limits, mappings, the clean and mount policy, the reference
+//     id (store.ValidateID, so a bad id fails before any network),
+//     limits, mappings, the clean and mount policy, the reference
 //     (fetcher.ParseRef).
 //  3. It opens the store (store.Open, made on first use with the request's
 //     mappings), with the quota helper taproot-quota as its disk Limiter
@@ -63,13 +64,15 @@
 //  10. cli prints CreateResult.Fragment as JSON on stdout.
 //
 // So a create reads each package once: cli calls Create; Create calls the
-// fetcher (ParseRef, Open), the store (Open, Create), spec and overlayxfs
-// as libraries, each returning before the next step. The only calls back
-// up are values the builder hands down: the store pulls each layer's
-// stream through the store.Layer.Open closures of step 6 (fetcher, then
-// Hooks.Layer), sets disk limits through quotaLimiter (overlayxfs's client
-// of taproot-quota), and the fetcher reads and fills the store's blob
-// cache through its fetcher.Cache interface.
+// fetcher (ParseRef, Open), the store (Open, Create; besides them only the
+// pure ValidateID and the Meta accessor), spec and overlayxfs as
+// libraries, each returning before the next step. The only calls back up
+// are values the builder hands down: the store pulls each layer's stream
+// through the store.Layer.Open closures of step 6 (fetcher, then
+// Hooks.Layer), reports layer progress through store.Options.Progress
+// (Hooks.Event), sets disk limits through quotaLimiter (overlayxfs's
+// client of taproot-quota), and the fetcher reads and fills the store's
+// blob cache through its fetcher.Cache interface.
 //
 // # The other use cases
 //
