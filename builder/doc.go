@@ -97,7 +97,7 @@
 // # What this package must not do
 //
 // It is the use-case layer: it imports store, fetcher, gc, spec,
-// overlayxfs, internal/config and internal/idmap (and unpacker, for its
+// overlayxfs, internal/config and idmap (and unpacker, for its
 // error sentinels), never cobra, internal/cli or quotahelper (the setuid
 // helper is reached only as a program, through overlayxfs.QuotaHelper),
 // and it prints nothing on stdout: results are values the caller encodes.

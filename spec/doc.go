@@ -5,7 +5,7 @@
 // config's User ("name", "uid:gid", ...), which the builder then looks up
 // in the image's own /etc/passwd and /etc/group.
 //
-// A leaf: of taproot's packages it imports only internal/idmap (the
+// A leaf: of taproot's packages it imports only idmap (the
 // mappings of FragmentInput), as internal/depcheck pins. It computes no
 // mount: the overlay mount is planned by overlayxfs (Plan.Mount),
 // persisted with the image by the store, and converted to runtime-spec

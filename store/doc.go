@@ -122,7 +122,7 @@
 // # What this package must not do
 //
 // The store is storage. It imports worker, unpacker, overlayxfs,
-// internal/flock and internal/idmap, never spec (the fragment is the
+// internal/flock and idmap, never spec (the fragment is the
 // builder's), fetcher or containers/image (layers arrive as store.Layer
 // streams), gc or builder (nothing above it), or cobra; it writes nothing
 // on stdout. internal/depcheck's TestLayering pins these imports.

@@ -72,7 +72,7 @@
 //
 // It runs as container root on the image author's bytes, so it links as
 // little as it can: of taproot's packages only unpacker, internal/userns
-// and internal/idmap; never store (records, locks and publishing are the
+// and idmap; never store (records, locks and publishing are the
 // parent's), fetcher, spec, gc, builder or the CLI, nor cobra or
 // containers/image. internal/depcheck's TestLayering pins these imports.
 package worker

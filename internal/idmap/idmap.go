@@ -1,8 +1,6 @@
 // Package idmap parses and applies user-namespace ID mappings
 // (container ID → host ID ranges), as written in /proc/PID/uid_map,
-// /etc/subuid and the --uid-mapping flag. Its Mapping is the one mapping
-// type of taproot's API (builder, store, worker and spec pass it on); it
-// imports no other taproot package.
+// /etc/subuid and the --uid-mapping flag.
 package idmap
 
 import (

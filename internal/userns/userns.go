@@ -10,7 +10,7 @@
 //
 // Its one user is package worker: Runner starts the worker with Command,
 // and worker.Main calls MaybeReexec first thing. Of taproot's packages it
-// imports only internal/idmap (internal/depcheck pins that).
+// imports only idmap (internal/depcheck pins that).
 package userns
 
 import (
