@@ -181,15 +181,16 @@ func (b *Builder) Create(ctx context.Context, req CreateRequest) (res CreateResu
 			}
 		}
 	}()
-	// The image's files are read through its lower dirs, top first, as
-	// the persisted mount (checked by the store) names them.
+	// The image user is looked up in the lower dirs of the mount the store
+	// planned (rec.Mounts[0], the overlay at the rootfs): no second call
+	// into the store, which would read every layer record again.
+	root := rec.Mounts[0].Target
 	user, err := resolveUser(rec.Config.Config.User, rec.Mounts[0].Lowers())
 	if err != nil {
 		return res, err
 	}
 	// The mounts planned and persisted at create: performed here with
 	// --with-mount (and then not printed), else printed for the runtime.
-	root := rec.Mounts[0].Target
 	var mounts []specs.Mount
 	for _, m := range rec.Mounts {
 		if p.mount {

@@ -24,7 +24,8 @@
 //     plugs its progress bars and JSON events into CreateRequest.Hooks,
 //     and calls Builder.Create.
 //  2. Create resolves the request against the config (resolveCreate):
-//     id, limits, mappings, the clean and mount policy, the reference
+//     id (store.ValidateID, so a bad id fails before any network),
+//     limits, mappings, the clean and mount policy, the reference
 //     (fetcher.ParseRef).
 //  3. It opens the store (store.Open, made on first use with the request's
 //     mappings), with the quota helper taproot-quota as its disk Limiter
@@ -45,17 +46,33 @@
 //  7. From here a failure deletes the image again, with
 //     context.WithoutCancel so that a signal does not leave it half made.
 //  8. The image user ("app", "1000:staff") is resolved in the image's own
-//     /etc/passwd and /etc/group (user.go), read from the topmost lower dir
-//     that has them. Those files are the image author's, or a broken-out
-//     container's, and root may read them: they are opened beneath the
-//     layer (openat2 RESOLVE_IN_ROOT), as an O_PATH|O_NOFOLLOW fd first,
-//     only a regular file is then opened, O_NONBLOCK (a FIFO cannot hang
-//     create), and at most 1 MiB is read.
-//  9. With --with-mount (root) the overlay is mounted at the rootfs;
-//     otherwise the runtime mounts it. spec.Fragment assembles the
-//     runtime-spec fragment: root.path, the overlay mount, process (env,
-//     cwd, args, user), the store's ID mappings, annotations.
+//     /etc/passwd and /etc/group (user.go), read from the topmost of the
+//     lower dirs that has them: the lowerdir of the overlay mount the store
+//     planned and returned in the record (rec.Mounts[0].Lowers), so the
+//     builder asks the store nothing more about the image's layout. Those
+//     files are the image author's, or a broken-out container's, and root
+//     may read them: they are opened beneath the layer (openat2
+//     RESOLVE_IN_ROOT), as an O_PATH|O_NOFOLLOW fd first, only a regular
+//     file is then opened, O_NONBLOCK (a FIFO cannot hang create), and at
+//     most 1 MiB is read.
+//  9. With --with-mount (root) the record's mounts are performed here
+//     (overlayxfs.Mount.Mount) and none is printed; otherwise each becomes
+//     a runtime-spec mount (Mount.SpecMount) for the runtime to perform.
+//     spec.Fragment assembles the runtime-spec fragment: root.path, the
+//     mounts, process (env, cwd, args, user), the store's ID mappings
+//     (st.Meta), annotations.
 //  10. cli prints CreateResult.Fragment as JSON on stdout.
+//
+// So a create reads each package once: cli calls Create; Create calls the
+// fetcher (ParseRef, Open), the store (Open, Create; besides them only the
+// pure ValidateID and the Meta accessor), spec and overlayxfs as
+// libraries, each returning before the next step. The only calls back up
+// are values the builder hands down: the store pulls each layer's stream
+// through the store.Layer.Open closures of step 6 (fetcher, then
+// Hooks.Layer), reports layer progress through store.Options.Progress
+// (Hooks.Event), sets disk limits through quotaLimiter (overlayxfs's
+// client of taproot-quota), and the fetcher reads and fills the store's
+// blob cache through its fetcher.Cache interface.
 //
 // # The other use cases
 //
@@ -69,8 +86,20 @@
 // an existing XFS mount), its ownership and its entry in the quota
 // helper's list of stores; Capacity is the store filesystem's size.
 //
-// Errors keep their classes: the store's, the fetcher's and the unpacker's
-// sentinels pass through wrapped, and the builder adds ErrBadInput,
-// ErrNoStore and ErrStoreDamaged, so the command line maps every failure
-// to an exit class with errors.Is.
+// Errors keep their classes: the store's, the fetcher's and the
+// unpacker's sentinels (the last rebuilt by package worker across its
+// process boundary) pass through wrapped, and the builder adds
+// ErrBadInput (BadInput), ErrNoStore and ErrStoreDamaged. ClassOf
+// (errors.go) names the class of any use case's failure with errors.Is/As
+// (ClassBadInput ... ClassDamaged); the command line turns that class into
+// its exit code, and never matches text.
+//
+// # What this package must not do
+//
+// It is the use-case layer: it imports store, fetcher, gc, spec,
+// overlayxfs, internal/config and idmap (and unpacker, for its
+// error sentinels), never cobra, internal/cli or quotahelper (the setuid
+// helper is reached only as a program, through overlayxfs.QuotaHelper),
+// and it prints nothing on stdout: results are values the caller encodes.
+// internal/depcheck's TestLayering pins these imports.
 package builder

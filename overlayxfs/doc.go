@@ -11,8 +11,19 @@
 // overlay's options cannot carry (',' ':' '\' or a newline) is refused
 // there, with ErrMountPath.
 //
-// XFS (xfs.go, quota.go): filesystem facts (type, capacity, project quotas
-// on, read from /proc/self/mountinfo through moby/sys/mountinfo),
-// loop-backed XFS stores for init-store, and project quotas through the
-// setuid taproot-quota helper.
+// Mount.Lowers reads the lower dirs back from the data (the builder resolves
+// the image user in them; the store checks a persisted mount's names).
+//
+// XFS (xfs.go, quota.go, storeslist.go): filesystem facts (FilesystemType,
+// Capacity, ProjectQuotaEnabled, IsMountPoint, read from
+// /proc/self/mountinfo through moby/sys/mountinfo), loop-backed XFS stores
+// for init-store (MakeLoopXFS, UnmountLoopXFS), the root-owned list of
+// quota stores (StoresListPath, RegisterStore, UnregisterStore), and
+// project quotas through the setuid taproot-quota helper: QuotaHelper is
+// its client, running it as a program and decoding its one JSON line.
+//
+// A leaf: of taproot's packages it imports only internal/fsname (the
+// filesystem-name table it shares with the helper). It never imports
+// quotahelper, whose code runs setuid and must not be linked into the
+// taproot binary; internal/depcheck pins both rules.
 package overlayxfs

@@ -99,8 +99,12 @@ func checkMountPath(dir string) error {
 	return nil
 }
 
-// Lowers returns an overlay's lower dirs, top first, as its lowerdir
-// option names them (nil for a mount without one).
+// Data returns the options as mount(2) receives them.
+func (m Mount) Data() string { return strings.Join(m.Options, ",") }
+
+// Lowers returns the lower dirs of an overlay mount, top first, as its
+// lowerdir option names them (nil when it has none). Plan.Mount refused a
+// path with ':' in it, so the split gives back Plan.Lowers.
 func (m Mount) Lowers() []string {
 	for _, o := range m.Options {
 		if v, ok := strings.CutPrefix(o, "lowerdir="); ok {
@@ -109,9 +113,6 @@ func (m Mount) Lowers() []string {
 	}
 	return nil
 }
-
-// Data returns the options as mount(2) receives them.
-func (m Mount) Data() string { return strings.Join(m.Options, ",") }
 
 // Equal says whether m and o are the same mount.
 func (m Mount) Equal(o Mount) bool {

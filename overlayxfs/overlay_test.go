@@ -93,6 +93,14 @@ func TestPlanMount(t *testing.T) {
 		}
 	}
 
+	// Lowers gives back the plan's lowers, top first, from the data alone.
+	if got := m.Lowers(); !reflect.DeepEqual(got, p.Lowers) {
+		t.Errorf("Lowers = %q, want %q", got, p.Lowers)
+	}
+	if got := (Mount{Type: "bind", Source: "/x", Target: "/y"}).Lowers(); got != nil {
+		t.Errorf("Lowers of a mount without lowerdir = %q, want none", got)
+	}
+
 	sm, err := m.SpecMount(p.Rootfs)
 	if err != nil || sm.Destination != "/" || sm.Type != "overlay" || sm.Source != "overlay" || !reflect.DeepEqual(sm.Options, m.Options) {
 		t.Errorf("SpecMount = %+v, %v", sm, err)
@@ -178,19 +186,5 @@ func TestMountAndUnmount(t *testing.T) {
 	gone := Mount{Target: filepath.Join(dir, "nonexistent")}
 	if err := gone.Unmount(); err != nil {
 		t.Errorf("unmount of a missing target: %v", err)
-	}
-}
-
-func TestMountLowers(t *testing.T) {
-	p := Plan{Lowers: []string{"/s/l/b", "/s/l/a"}, Upper: "/s/i/x/diff", Work: "/s/i/x/work", Rootfs: "/s/i/x/rootfs"}
-	m, err := p.Mount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := m.Lowers(); len(got) != 2 || got[0] != "/s/l/b" || got[1] != "/s/l/a" {
-		t.Errorf("Lowers() = %q, want the plan's lowers top first", got)
-	}
-	if got := (Mount{Type: "bind", Options: []string{"rbind"}}).Lowers(); got != nil {
-		t.Errorf("Lowers() of a bind mount = %q, want none", got)
 	}
 }

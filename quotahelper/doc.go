@@ -22,7 +22,9 @@
 //	taproot-quota check-store <store>         → {"store":…,"filesystem":"xfs","project_quota_accounting":…,"project_quota_enforced":…,"capacity_bytes":N}
 //
 // Results go to stdout as one JSON line; errors are one line on stderr and
-// a non-zero exit (1 refused or failed, 2 bad command line).
+// a non-zero exit (1 refused or failed, 2 bad command line). taproot runs
+// these as a program through its client, overlayxfs.QuotaHelper; the
+// taproot binary does not link this package (internal/depcheck pins that).
 //
 // # What the helper trusts
 //

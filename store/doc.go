@@ -57,6 +57,18 @@
 // dirs and links around them; with Repair it removes what is damaged (the
 // next create makes it again) and the debris.
 //
+// Besides the lifecycle: ValidateID checks an id before anything is
+// opened (the builder calls it first, so a bad id fails before the
+// network); CachedBlob and CacheBlob are the fetcher's cache of manifests
+// and configs (the store is a fetcher.Cache, handed to the fetcher by the
+// builder, which the store never imports); Meta and Root describe the
+// opened store; ReadStoreMeta reads a store's meta without opening it
+// (init-store's one-owner-per-filesystem check). MountPlan is an image's
+// overlay dirs, from which Create plans the mount it persists in the record
+// (ImageRecord.Mounts); callers use those mounts, not MountPlan. Disk limits go through Options.Limiter, which the
+// builder fills with its adapter of the setuid helper's client
+// (overlayxfs.QuotaHelper): the store never runs taproot-quota itself.
+//
 // Debris, what a killed process leaves (a scratch dir under tmp/, an image
 // dir without its record, a cache write before its rename, a lock file
 // guarding nothing), is told from work in flight in one place (debris.go)
@@ -102,5 +114,16 @@
 // Files inside layers are owned by container IDs mapped to host IDs, which
 // an unprivileged caller cannot create or remove itself: that work runs in
 // a worker process (this same binary) inside a user namespace with the
-// store's mapping; see package worker.
+// store's mapping. The store fills one worker.Runner per call (worker.go)
+// and calls one operation on it: Unpack (fetchLayers, unpackUnknown),
+// Squash (squash.go), Verify (Check) or Remove (removeAll); see package
+// worker for the protocol and its threat model.
+//
+// # What this package must not do
+//
+// The store is storage. It imports worker, unpacker, overlayxfs,
+// internal/flock and idmap, never spec (the fragment is the
+// builder's), fetcher or containers/image (layers arrive as store.Layer
+// streams), gc or builder (nothing above it), or cobra; it writes nothing
+// on stdout. internal/depcheck's TestLayering pins these imports.
 package store

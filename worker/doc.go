@@ -67,4 +67,12 @@
 // which errors.Is matches to the same sentinel (unpacker.ErrUnsafePath,
 // unpacker.ErrLimitExceeded, syscall.ENOSPC, ...), so the CLI exits with
 // that class's code and callers never match text.
+//
+// # What this package must not do
+//
+// It runs as container root on the image author's bytes, so it links as
+// little as it can: of taproot's packages only unpacker, internal/userns
+// and idmap; never store (records, locks and publishing are the
+// parent's), fetcher, spec, gc, builder or the CLI, nor cobra or
+// containers/image. internal/depcheck's TestLayering pins these imports.
 package worker

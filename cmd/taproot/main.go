@@ -1,4 +1,11 @@
-// Command taproot is the rootless image plugin; see internal/cli.
+// Command taproot is the rootless image plugin. main does two things, in
+// this order: worker.Main, which serves the store's user-namespace worker
+// request and exits when this process was started as the worker (the
+// store re-runs this binary for that; see package worker), and otherwise
+// returns at once; then cli.Main, the cobra command tree (package
+// internal/cli), whose commands call the use cases of package builder.
+// It imports nothing else (internal/depcheck pins that, and that the
+// setuid helper's package quotahelper is not linked in).
 package main
 
 import (

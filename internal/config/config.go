@@ -1,5 +1,8 @@
-// Package config reads taproot's TOML configuration file. Flags given on
-// the command line override it.
+// Package config reads taproot's TOML configuration file (Load, Default,
+// DefaultPath) and names the default store (DefaultStore). Flags given on
+// the command line override it: package builder applies flag over config
+// over default, once, for every use case. A leaf: it imports no other
+// taproot package (internal/depcheck pins that).
 package config
 
 import (
