@@ -63,10 +63,10 @@
 // and configs (the store is a fetcher.Cache, handed to the fetcher by the
 // builder, which the store never imports); Meta and Root describe the
 // opened store; ReadStoreMeta reads a store's meta without opening it
-// (init-store's one-owner-per-filesystem check). MountPlan is an image's
-// overlay dirs, from which Create plans the mount it persists in the record
-// (ImageRecord.Mounts); callers use those mounts, not MountPlan. Disk limits go through Options.Limiter, which the
-// builder fills with its adapter of the setuid helper's client
+// (init-store's one-owner-per-filesystem check). Create plans an image's
+// overlay mount once and persists it in the record (ImageRecord.Mounts);
+// Image checks it on every read and callers use it. Disk limits go through
+// Options.Limiter, which the builder fills with its adapter of the setuid helper's client
 // (overlayxfs.QuotaHelper): the store never runs taproot-quota itself.
 //
 // Debris, what a killed process leaves (a scratch dir under tmp/, an image

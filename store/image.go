@@ -500,8 +500,8 @@ func (s *Store) shortOf(key string) (string, error) {
 	return lr.Short, nil
 }
 
-// ContainerRoot returns the host uid and gid of container root.
-func (s *Store) ContainerRoot() (uid, gid uint32, err error) {
+// containerRoot returns the host uid and gid of container root.
+func (s *Store) containerRoot() (uid, gid uint32, err error) {
 	uid, err = idmap.ToHost(s.meta.UIDMappings, 0)
 	if err != nil {
 		return 0, 0, err

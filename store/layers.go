@@ -537,7 +537,7 @@ func (s *Store) removeTmp(ctx context.Context, t *tmpDir) {
 // diff, an upper, work or rootfs dir), 0755 and container root's: its
 // contents are the container's, and the dirs above keep others out.
 func (s *Store) mkdirForContainerRoot(path string) error {
-	uid, gid, err := s.ContainerRoot()
+	uid, gid, err := s.containerRoot()
 	if err != nil {
 		return err
 	}

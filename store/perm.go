@@ -44,7 +44,7 @@ type access struct {
 }
 
 func (s *Store) access() (access, error) {
-	uid, gid, err := s.ContainerRoot()
+	uid, gid, err := s.containerRoot()
 	if err != nil {
 		return access{}, err
 	}

@@ -194,12 +194,6 @@ func validateMeta(root string, m Meta) error {
 	return nil
 }
 
-// DefaultMappings returns the mapping for the current caller: maximus for
-// root, else the caller's sub-IDs.
-func DefaultMappings() (uids, gids []idmap.Mapping, err error) {
-	return mappingsFor(uint32(os.Geteuid()), uint32(os.Getegid()))
-}
-
 // checkMapping refuses a mapping asked for (nil: any) that is not the
 // store's.
 func checkMapping(root string, m Meta, uids, gids []idmap.Mapping) error {
