@@ -19,6 +19,8 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
+
+	"github.com/taproot-dev/taproot/internal/rawtar"
 )
 
 const sparseApparent = 64 << 30 // 64 GiB
@@ -118,38 +120,7 @@ func TestSparseImage(t *testing.T) {
 // not write GNU.sparse records) whose map and payload are n bytes of data
 // from offset 0: declared sparse, all dense.
 func sparseHead(name string, n int64) []byte {
-	rec := func(k, v string) string {
-		r := " " + k + "=" + v + "\n"
-		l := len(r) + 1
-		for len(strconv.Itoa(l))+len(r) != l {
-			l++
-		}
-		return strconv.Itoa(l) + r
-	}
-	recs := rec("GNU.sparse.major", "0") + rec("GNU.sparse.minor", "1") + rec("GNU.sparse.name", name) +
-		rec("GNU.sparse.realsize", fmt.Sprint(n)) + rec("GNU.sparse.numblocks", "1") + rec("GNU.sparse.map", fmt.Sprintf("0,%d", n))
-	block := func(name string, typ byte, size int64) []byte {
-		blk := make([]byte, 512)
-		copy(blk, name)
-		copy(blk[100:], "0000644\x00")
-		copy(blk[108:], "0000000\x00")
-		copy(blk[116:], "0000000\x00")
-		copy(blk[124:], fmt.Sprintf("%011o\x00", size))
-		copy(blk[136:], fmt.Sprintf("%011o\x00", rawMTime.Unix()))
-		blk[156] = typ
-		copy(blk[257:], "ustar\x0000")
-		copy(blk[148:], "        ")
-		sum := 0
-		for _, b := range blk {
-			sum += int(b)
-		}
-		copy(blk[148:], fmt.Sprintf("%06o\x00 ", sum))
-		return blk
-	}
-	out := block("PaxHeaders/"+name, 'x', int64(len(recs)))
-	out = append(out, recs...)
-	out = append(out, make([]byte, -len(recs)&511)...)
-	return append(out, block("GNUSparseFile.0/"+name, '0', n)...)
+	return rawtar.SparsePAX01Head(name, n, [][2]int64{{0, n}}, n, rawMTime)
 }
 
 // zeroBombLayer is a gzip layer: head, n zeros, padding, end marker; the
@@ -213,7 +184,7 @@ func TestBombsRefusedByDefault(t *testing.T) {
 			start := time.Now()
 			r := taproot(t, store, "create", "--insecure-registry", h.registry, ref, id)
 			t.Logf("%s (%d bytes compressed, %d GiB uncompressed) refused in %v: %s", c.name, len(c.layer.blob), size>>30, time.Since(start).Round(time.Millisecond), strings.TrimSpace(r.stderr))
-			failsWith(t, store, r, id, "max_compression_ratio")
+			failsWithCode(t, store, r, id, "max_compression_ratio", 6)
 			if !strings.Contains(r.stderr, b.Layers[0].DiffID.String()) {
 				t.Errorf("the error does not name the layer %s:\n%s", b.Layers[0].DiffID, r.stderr)
 			}
@@ -355,9 +326,9 @@ func TestImageBoundRefused(t *testing.T) {
 	store := newStore(t)
 	create(t, store, goodRef, "good")
 	before := duBytes(t, store)
-	cfg := hostileConfig(t, "[create]\nmax_image_bytes = 5242880\n")
+	cfg := writeConfig(t, "[create]\nmax_image_bytes = 5242880\n")
 	r := taproot(t, store, "--config", cfg, "create", "--insecure-registry", h.registry, ref, "big")
-	failsWith(t, store, r, "big", "max_image_bytes")
+	failsWithCode(t, store, r, "big", "max_image_bytes", 6)
 	if r := taproot(t, store, "clean"); r.code != 0 {
 		t.Fatalf("clean:\n%s", r)
 	}

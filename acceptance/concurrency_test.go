@@ -587,7 +587,8 @@ func committedSize(t *testing.T, store string) int64 {
 
 // clean --threshold-bytes removes nothing while the layers take no more
 // than the threshold, and every unreferenced layer (and only those) above
-// it; clean is idempotent; [clean] threshold_bytes makes create clean first.
+// it; clean is idempotent; [create] with_clean makes create clean first
+// above [clean] threshold_bytes (TestCreateWithClean has the flags).
 // list --format table prints the images as a table.
 func TestCleanThreshold(t *testing.T) {
 	need(t)
@@ -645,17 +646,18 @@ func TestCleanThreshold(t *testing.T) {
 		t.Errorf("b after clean sees %q", got)
 	}
 
-	// [clean] threshold_bytes: create cleans first when the store is above it.
+	// [create] with_clean: create cleans first when the store is above
+	// [clean] threshold_bytes.
 	if r := taproot(t, store, "delete", "b"); r.code != 0 {
 		t.Fatalf("delete b:\n%s", r)
 	}
 	bTop := layerDir(store, bb.Layers[1].DiffID)
-	high := []string{"--config", writeConfig(t, fmt.Sprintf("[clean]\nthreshold_bytes = %d\n", committedSize(t, store)))}
+	high := []string{"--config", writeConfig(t, fmt.Sprintf("[create]\nwith_clean = true\n[clean]\nthreshold_bytes = %d\n", committedSize(t, store)))}
 	mustCreate(t, tp(t, store, nil, high, "create", "--insecure-registry", h.registry, refC, "c1"), "create c1 under the threshold")
 	if !exists(bTop) {
 		t.Errorf("create with the store under clean.threshold_bytes removed b's unused layer")
 	}
-	low := []string{"--config", writeConfig(t, "[clean]\nthreshold_bytes = 1\n")}
+	low := []string{"--config", writeConfig(t, "[create]\nwith_clean = true\n[clean]\nthreshold_bytes = 1\n")}
 	mustCreate(t, tp(t, store, nil, low, "create", "--insecure-registry", h.registry, refC, "c2"), "create c2 over the threshold")
 	if exists(bTop) {
 		t.Errorf("create with the store over clean.threshold_bytes did not clean first: b's unused layer is still there")

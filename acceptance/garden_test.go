@@ -128,24 +128,6 @@ func gardenBundle(t *testing.T, rs *specs.Spec, containerEnv []string, script st
 	return cfg
 }
 
-// runBundle runs a full config.json with rootless runc as the test user.
-func runBundle(t *testing.T, cfg *specs.Spec) result {
-	t.Helper()
-	dir := testDir(t, "bundles")
-	data, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	state := filepath.Join(dir, "state")
-	if err := mkdirOwned(state); err != nil {
-		t.Fatal(err)
-	}
-	return execute(t, 2*time.Minute, asUser("runc", "--root", state, "run", "--bundle", dir, filepath.Base(dir)))
-}
-
 // writeConfig writes a taproot config file readable by the test user.
 func writeConfig(t *testing.T, body string) string {
 	t.Helper()
@@ -213,7 +195,7 @@ func TestGardenImagePlugin(t *testing.T) {
 			t.Errorf("%s: process.env = %q lacks the image's IMAGE_VAR", c.handle, rs.Process.Env)
 		}
 		b := gardenBundle(t, rs, []string{"CONTAINER_VAR=from-garden"}, `cat /etc/garden; echo "$IMAGE_VAR/$CONTAINER_VAR"; touch /written && echo ok`)
-		r := runBundle(t, b)
+		r := runConfig(t, runc, b)
 		if r.code != 0 {
 			t.Fatalf("%s: runc:\n%s", c.handle, r)
 		}
@@ -315,7 +297,7 @@ func TestGardenNoMappingsAndQuotaFlags(t *testing.T) {
 	plugin := gardenPlugin{extraArgs: []string{"--config=" + cfg, "--store=" + store}}
 
 	rs := gardenCreate(t, plugin, "nomap", gardenRootfsSpec{rootFS: strings.TrimSuffix(ref, ":latest") + "#latest"})
-	r := runBundle(t, gardenBundle(t, rs, nil, "cat /m"))
+	r := runConfig(t, runc, gardenBundle(t, rs, nil, "cat /m"))
 	if r.code != 0 || r.stdout != "nomap\n" {
 		t.Fatalf("runc: want %q:\n%s", "nomap\n", r)
 	}

@@ -26,7 +26,7 @@ import (
 
 	"github.com/taproot-dev/taproot/acceptance/internal/bundle"
 	"github.com/taproot-dev/taproot/acceptance/internal/imagebuilder"
-	"github.com/taproot-dev/taproot/internal/idmap"
+	"github.com/taproot-dev/taproot/acceptance/internal/subids"
 )
 
 // The harness: one registry, one unprivileged user, the built binaries.
@@ -79,12 +79,12 @@ func setup() {
 	h.uid, _ = strconv.Atoi(u.Uid)
 	h.gid, _ = strconv.Atoi(u.Gid)
 	h.home = u.HomeDir
-	if h.subuid, err = subRange("/etc/subuid", h.user, u.Uid); err != nil {
-		h.skip = err.Error() + ": run scripts/test-user.sh"
+	if h.subuid, err = subids.First(h.user, false, 65536); err != nil {
+		h.skip = err.Error() + ": run scripts/test-user.sh (getsubids is in uidmap: scripts/deps.sh)"
 		return
 	}
-	if h.subgid, err = subRange("/etc/subgid", h.user, u.Uid); err != nil {
-		h.skip = err.Error() + ": run scripts/test-user.sh"
+	if h.subgid, err = subids.First(h.user, true, 65536); err != nil {
+		h.skip = err.Error() + ": run scripts/test-user.sh (getsubids is in uidmap: scripts/deps.sh)"
 		return
 	}
 	for _, tool := range []string{"runc", "setpriv", "docker-registry", "newuidmap", "newgidmap"} {
@@ -144,17 +144,23 @@ func setup() {
 	}
 }
 
+// terminate stops a started command: SIGTERM, then SIGKILL if it has not
+// exited 5 s later; it returns once the command has been waited for.
+func terminate(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
 func teardown() {
 	if h.regCmd != nil && h.regCmd.Process != nil {
-		_ = h.regCmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = h.regCmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = h.regCmd.Process.Kill()
-			<-done
-		}
+		terminate(h.regCmd)
 	}
 	if h.work != "" {
 		if os.Getenv("TAPROOT_KEEP") != "" {
@@ -278,21 +284,6 @@ func registryBlobGets(t *testing.T, repo string, d digest.Digest) int {
 	}
 	re := regexp.MustCompile(`"GET /v2/` + regexp.QuoteMeta(repo) + `/blobs/` + regexp.QuoteMeta(d.String()) + ` HTTP/[0-9.]+" (200|206) `)
 	return len(re.FindAll(data, -1))
-}
-
-// subRange finds the user's first range of ≥ 65536 IDs in an /etc/subuid-style file.
-func subRange(file, name, id string) (uint32, error) {
-	n, _ := strconv.ParseUint(id, 10, 32)
-	ranges, err := idmap.ReadSubIDs(file, name, uint32(n))
-	if err != nil {
-		return 0, err
-	}
-	for _, r := range ranges {
-		if r.Count >= 65536 {
-			return r.Start, nil
-		}
-	}
-	return 0, fmt.Errorf("%s has no range of 65536 IDs for %s", file, name)
 }
 
 func checkStatic(p string) error {
@@ -445,7 +436,6 @@ const (
 // with the runtime, as the test user; it returns what the process printed.
 func inContainer(t *testing.T, rt runtimeKind, store string, frag *specs.Spec, script string) result {
 	t.Helper()
-	dir := testDir(t, "bundles")
 	opts := bundle.Options{
 		Args:        []string{"/bin/sh", "-c", script},
 		StoreDir:    store,
@@ -459,6 +449,13 @@ func inContainer(t *testing.T, rt runtimeKind, store string, frag *specs.Spec, s
 	if err != nil {
 		t.Fatal(err)
 	}
+	return runConfig(t, rt, cfg)
+}
+
+// runConfig runs a full config.json with the runtime as the test user.
+func runConfig(t *testing.T, rt runtimeKind, cfg *specs.Spec) result {
+	t.Helper()
+	dir := testDir(t, "bundles")
 	data, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		t.Fatal(err)

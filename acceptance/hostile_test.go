@@ -29,6 +29,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	ib "github.com/taproot-dev/taproot/acceptance/internal/imagebuilder"
+	"github.com/taproot-dev/taproot/internal/rawtar"
 )
 
 // Layers that try to write outside the layer dir: through a symlink to /,
@@ -52,11 +53,12 @@ func TestHostileLayers(t *testing.T) {
 		name    string
 		entries []ib.Entry
 		mustErr bool
+		code    int // exit status when it fails
 	}{
-		{"symlink to root", []ib.Entry{ib.Symlink("evil", "/"), ib.File("evil"+hostTarget, "pwned\n")}, false},
-		{"symlink dotdot", []ib.Entry{ib.Symlink("evil", "../../../../../../../../"), ib.File("evil"+hostTarget, "pwned\n")}, false},
-		{"dotdot name", []ib.Entry{ib.File("../../../../../../../.."+hostTarget, "pwned\n")}, false},
-		{"hardlink outside", []ib.Entry{ib.Hardlink("stolen", "../../../../../../../.."+hostFile)}, true},
+		{"symlink to root", []ib.Entry{ib.Symlink("evil", "/"), ib.File("evil"+hostTarget, "pwned\n")}, false, 2},
+		{"symlink dotdot", []ib.Entry{ib.Symlink("evil", "../../../../../../../../"), ib.File("evil"+hostTarget, "pwned\n")}, false, 2},
+		{"dotdot name", []ib.Entry{ib.File("../../../../../../../.."+hostTarget, "pwned\n")}, false, 2},
+		{"hardlink outside", []ib.Entry{ib.Hardlink("stolen", "../../../../../../../.."+hostFile)}, true, 2},
 	}
 	for i, c := range cases {
 		t.Run(fmt.Sprintf("%d_%s", i, c.name), func(t *testing.T) {
@@ -72,7 +74,7 @@ func TestHostileLayers(t *testing.T) {
 				t.Fatalf("host file changed: %q", got)
 			}
 			if c.mustErr || r.code != 0 {
-				failsCleanly(t, store, r, id)
+				failsWithCode(t, store, r, id, "", c.code)
 			}
 		})
 	}
@@ -112,33 +114,8 @@ func tPAXBomb(size int) tarEnt {
 }
 
 func paxBombBytes(size int) []byte {
-	val := strings.Repeat("A", size)
-	rec := "comment=" + val + "\n"
-	n := len(rec) + 1
-	for len(fmt.Sprintf("%d %s", n, rec)) != n {
-		n++
-	}
-	body := []byte(fmt.Sprintf("%d %s", n, rec))
-	blk := make([]byte, 512)
-	copy(blk, "PaxHeaders/p")
-	copy(blk[100:], "0000644\x00")
-	copy(blk[108:], "0000000\x00")
-	copy(blk[116:], "0000000\x00")
-	copy(blk[124:], fmt.Sprintf("%011o\x00", len(body)))
-	copy(blk[136:], "00000000000\x00")
-	blk[156] = 'x'
-	copy(blk[257:], "ustar\x0000")
-	copy(blk[148:], "        ")
-	sum := 0
-	for _, b := range blk {
-		sum += int(b)
-	}
-	copy(blk[148:], fmt.Sprintf("%06o\x00 ", sum))
-	out := append(blk, body...)
-	if pad := len(body) % 512; pad != 0 {
-		out = append(out, make([]byte, 512-pad)...)
-	}
-	return out
+	body := rawtar.PAXRecord("comment", strings.Repeat("A", size))
+	return append(rawtar.Header("PaxHeaders/p", 'x', int64(len(body)), rawMTime), rawtar.Pad([]byte(body))...)
 }
 
 func (e tarEnt) owner(uid, gid int) tarEnt { e.hdr.Uid, e.hdr.Gid = uid, gid; return e }
@@ -422,19 +399,21 @@ func failsWith(t *testing.T, store string, r result, id, want string) {
 	}
 }
 
+// failsWithCode is failsWith that also wants the exit status code (the
+// class table in docs/troubleshooting.md): a failure inside the worker keeps
+// its class across the process, so a daemon can tell a hostile image (2)
+// from a bound or a full disk (6) or a cut stream (5).
+func failsWithCode(t *testing.T, store string, r result, id, want string, code int) {
+	t.Helper()
+	failsWith(t, store, r, id, want)
+	if r.code != code {
+		t.Errorf("exit %d, want %d:\n%s", r.code, code, r)
+	}
+}
+
 // layerPath is where a file of the image's top layer landed.
 func topLayerPath(store string, b ib.Built, rel string) string {
 	return filepath.Join(layerDir(store, b.Layers[len(b.Layers)-1].DiffID), rel)
-}
-
-// hostileConfig writes a taproot config readable by the test user.
-func hostileConfig(t *testing.T, content string) string {
-	t.Helper()
-	p := filepath.Join(testDir(t, "layouts"), "config.toml")
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 // TestHostileImages drives `taproot create` with layers an attacker wrote.
@@ -454,8 +433,9 @@ func TestHostileImages(t *testing.T) {
 		layers func(t *testing.T, sen string) [][]tarEnt
 		tail   []byte // appended to the last layer's tar
 		// "" = must succeed; else the create must fail with this in stderr
-		// ("*" = fail, any message).
+		// ("*" = fail, any message) and exit code.
 		wantErr string
+		code    int
 		// okOrErr: either outcome is fine (the checks below still apply).
 		okOrErr bool
 		// check runs after a successful create.
@@ -477,16 +457,16 @@ func TestHostileImages(t *testing.T) {
 		}},
 		{name: "dotdot name", layers: func(t *testing.T, sen string) [][]tarEnt {
 			return [][]tarEnt{{tReg(rel(sen)+"/victim", "pwned\n")}}
-		}, wantErr: "unsafe path"},
+		}, wantErr: "unsafe path", code: 2},
 		{name: "dotdot inside name", layers: func(t *testing.T, sen string) [][]tarEnt {
 			return [][]tarEnt{{tDir("a"), tReg("a/../../../../../../../../../../.."+sen+"/new", "pwned\n")}}
-		}, wantErr: "unsafe path"},
+		}, wantErr: "unsafe path", code: 2},
 		{name: "symlink dir then file through it", layers: func(t *testing.T, sen string) [][]tarEnt {
 			return [][]tarEnt{{tSym("esc", sen), tReg("esc/new", "pwned\n"), tReg("esc/victim", "pwned\n")}}
-		}, wantErr: "unsafe path"},
+		}, wantErr: "unsafe path", code: 2},
 		{name: "relative symlink then file through it", layers: func(t *testing.T, sen string) [][]tarEnt {
 			return [][]tarEnt{{tSym("esc", rel(sen)), tReg("esc/sub/victim", "pwned\n")}}
-		}, wantErr: "unsafe path"},
+		}, wantErr: "unsafe path", code: 2},
 		{name: "symlink across layers", layers: func(t *testing.T, sen string) [][]tarEnt {
 			return [][]tarEnt{{tSym("esc", sen)}, {tDir("esc"), tReg("esc/new", "pwned\n")}}
 		}, okOrErr: true, check: func(t *testing.T, store string, b ib.Built, r result, sen string) {
@@ -507,13 +487,13 @@ func TestHostileImages(t *testing.T) {
 		}, okOrErr: true},
 		{name: "hardlink to absolute host file", layers: func(t *testing.T, sen string) [][]tarEnt {
 			return [][]tarEnt{{tLink("stolen", sen+"/victim")}}
-		}, wantErr: "*"},
+		}, wantErr: "*", code: 2},
 		{name: "hardlink dotdot", layers: func(t *testing.T, sen string) [][]tarEnt {
 			return [][]tarEnt{{tLink("stolen", rel(sen)+"/victim")}}
-		}, wantErr: "unsafe path"},
+		}, wantErr: "unsafe path", code: 2},
 		{name: "hardlink through symlink", layers: func(t *testing.T, sen string) [][]tarEnt {
 			return [][]tarEnt{{tSym("esc", sen), tLink("stolen", "esc/victim")}}
-		}, wantErr: "unsafe path"},
+		}, wantErr: "unsafe path", code: 2},
 		{name: "hardlink to symlink to host", layers: func(t *testing.T, sen string) [][]tarEnt {
 			return [][]tarEnt{{tSym("esc", sen+"/victim"), tLink("stolen", "esc")}}
 		}, okOrErr: true, check: func(t *testing.T, store string, b ib.Built, r result, sen string) {
@@ -525,7 +505,7 @@ func TestHostileImages(t *testing.T) {
 		}},
 		{name: "whiteout with dotdot", layers: func(t *testing.T, sen string) [][]tarEnt {
 			return [][]tarEnt{{tReg(rel(sen)+"/.wh.victim", "")}}
-		}, wantErr: "unsafe path"},
+		}, wantErr: "unsafe path", code: 2},
 		{name: "whiteout through symlink", layers: func(t *testing.T, sen string) [][]tarEnt {
 			return [][]tarEnt{{tSym("esc", sen)}, {tReg("esc/.wh.victim", "")}}
 		}, okOrErr: true, check: func(t *testing.T, store string, b ib.Built, r result, sen string) {
@@ -537,7 +517,7 @@ func TestHostileImages(t *testing.T) {
 		}},
 		{name: "opaque through symlink in one layer", layers: func(t *testing.T, sen string) [][]tarEnt {
 			return [][]tarEnt{{tSym("esc", sen), tReg("esc/.wh..wh..opq", "")}}
-		}, wantErr: "unsafe path"},
+		}, wantErr: "unsafe path", code: 2},
 		{name: "opaque at root and twice", layers: func(t *testing.T, sen string) [][]tarEnt {
 			return [][]tarEnt{{tReg(".wh..wh..opq", ""), tDir("d"), tReg("d/.wh..wh..opq", ""), tReg("d/.wh..wh..opq", ""), tReg("d/keep", "k\n")}}
 		}, okOrErr: true, check: func(t *testing.T, store string, b ib.Built, r result, sen string) {
@@ -570,8 +550,8 @@ func TestHostileImages(t *testing.T) {
 					t.Errorf("want a warning about skipped devices on stderr:\n%s", r.stderr)
 				}
 			}},
-		{name: "uid outside mapping", layers: one(tReg("f", "x\n").owner(70000, 0)), wantErr: "mapping"},
-		{name: "gid outside mapping", layers: one(tReg("f", "x\n").owner(0, 4000000)), wantErr: "mapping"},
+		{name: "uid outside mapping", layers: one(tReg("f", "x\n").owner(70000, 0)), wantErr: "mapping", code: 2},
+		{name: "gid outside mapping", layers: one(tReg("f", "x\n").owner(0, 4000000)), wantErr: "mapping", code: 2},
 		{name: "setuid root file", layers: one(tReg("suid", "#!/bin/sh\n").mode(0o4755), tReg("sgid", "x").mode(0o2755).owner(0, 0), tDir("sticky").mode(0o1777)),
 			check: func(t *testing.T, store string, b ib.Built, r result, sen string) {
 				var st unix.Stat_t
@@ -594,7 +574,7 @@ func TestHostileImages(t *testing.T) {
 			}
 			return [][]tarEnt{append(ents, tReg(p+"leaf", "deep\n"))}
 		}, okOrErr: true},
-		{name: "very long name", layers: one(tReg(long, "x\n")), wantErr: "file name too long"},
+		{name: "very long name", layers: one(tReg(long, "x\n")), wantErr: "file name too long", code: 2},
 		{name: "very long path", layers: one(tReg(strings.Repeat("abcdefgh/", 500)+"f", "x\n")), okOrErr: true},
 		{name: "file then dir", layers: one(tReg("x", "first\n"), tDir("x"), tReg("x/in", "in\n")),
 			check: func(t *testing.T, store string, b ib.Built, r result, sen string) {
@@ -614,7 +594,7 @@ func TestHostileImages(t *testing.T) {
 					t.Errorf("z: %q", got)
 				}
 			}},
-		{name: "huge PAX header", layers: one(tPAXBomb(4<<20), tReg("p", "x\n")), wantErr: "too long"},
+		{name: "huge PAX header", layers: one(tPAXBomb(4<<20), tReg("p", "x\n")), wantErr: "too long", code: 2},
 		{name: "xattr bomb", layers: func(t *testing.T, sen string) [][]tarEnt {
 			e := tReg("x", "x\n")
 			for i := 0; i < 200; i++ {
@@ -636,10 +616,10 @@ func TestHostileImages(t *testing.T) {
 				}
 			}},
 		{name: "gzip bomb", config: "[create]\nmax_layer_bytes = 8388608\n",
-			layers: one(tReg("bomb", string(make([]byte, 64<<20)))), wantErr: "limit"},
+			layers: one(tReg("bomb", string(make([]byte, 64<<20)))), wantErr: "limit", code: 6},
 		{name: "padding bomb", config: "[create]\nmax_layer_bytes = 8388608\n",
-			layers: one(tReg("small", "s\n")), tail: make([]byte, 64<<20), wantErr: "limit"},
-		{name: "truncated tar", layers: one(tReg("t", strings.Repeat("t", 5000))), tail: []byte("TRUNCATE"), wantErr: "EOF"},
+			layers: one(tReg("small", "s\n")), tail: make([]byte, 64<<20), wantErr: "limit", code: 6},
+		{name: "truncated tar", layers: one(tReg("t", strings.Repeat("t", 5000))), tail: []byte("TRUNCATE"), wantErr: "EOF", code: 5},
 	}
 	for i, c := range cases {
 		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
@@ -664,7 +644,7 @@ func TestHostileImages(t *testing.T) {
 			storeParent := filepath.Dir(store)
 			args := []string{"create", "--insecure-registry", h.registry}
 			if c.config != "" {
-				args = append([]string{"--config", hostileConfig(t, c.config)}, args...)
+				args = append([]string{"--config", writeConfig(t, c.config)}, args...)
 			}
 			id := fmt.Sprintf("hostile%d", i)
 			r := taproot(t, store, append(args, ref, id)...)
@@ -674,12 +654,15 @@ func TestHostileImages(t *testing.T) {
 			}
 			top := b.Layers[len(b.Layers)-1].DiffID
 			switch {
-			case r.code != 0 && (c.wantErr != "" || c.okOrErr):
+			case r.code != 0 && c.wantErr != "":
 				want := c.wantErr
 				if want == "*" {
 					want = ""
 				}
-				failsWith(t, store, r, id, want)
+				failsWithCode(t, store, r, id, want, c.code)
+				storeSound(t, store, top)
+			case r.code != 0 && c.okOrErr:
+				failsWith(t, store, r, id, "")
 				storeSound(t, store, top)
 			case r.code != 0:
 				t.Fatalf("create should succeed:\n%s", r)
@@ -711,10 +694,11 @@ func TestCorruptImages(t *testing.T) {
 		layer rawLayer
 		fix   func([]digest.Digest)
 		want  string
+		code  int
 	}{
-		{"diffID mismatch", rawLayer{tar: content, blob: full}, func(d []digest.Digest) { d[0] = digest.FromString("not this layer") }, "digest mismatch"},
-		{"truncated gzip blob", rawLayer{tar: content, blob: full[:len(full)/2]}, nil, "unexpected EOF"},
-		{"garbage blob", rawLayer{tar: content, blob: []byte("this is not a tar, nor gzip, nor zstd, just garbage bytes")}, nil, "*"},
+		{"diffID mismatch", rawLayer{tar: content, blob: full}, func(d []digest.Digest) { d[0] = digest.FromString("not this layer") }, "digest mismatch", 2},
+		{"truncated gzip blob", rawLayer{tar: content, blob: full[:len(full)/2]}, nil, "unexpected EOF", 5},
+		{"garbage blob", rawLayer{tar: content, blob: []byte("this is not a tar, nor gzip, nor zstd, just garbage bytes")}, nil, "*", 5},
 	}
 	for i, c := range cases {
 		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
@@ -728,7 +712,7 @@ func TestCorruptImages(t *testing.T) {
 			if want == "*" {
 				want = ""
 			}
-			failsWith(t, store, r, id, want)
+			failsWithCode(t, store, r, id, want, c.code)
 			storeSound(t, store, b.Layers[0].DiffID)
 			nextCreateWorks(t, store, goodRef)
 		})
@@ -766,7 +750,7 @@ func TestNoSpace(t *testing.T) {
 	ref := pushRaw(t, "nospace-big", h.registry, b)
 	store := filepath.Join(mnt, "store")
 	r := taproot(t, store, "create", "--insecure-registry", h.registry, ref, "big")
-	failsWith(t, store, r, "big", "no space left on device")
+	failsWithCode(t, store, r, "big", "no space left on device", 6)
 	storeSound(t, store, b.Layers[0].DiffID)
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(mnt, &sfs); err != nil {
@@ -856,6 +840,15 @@ func TestRegistryFaults(t *testing.T) {
 		}
 		return false
 	}
+	// blobHead answers a blob GET with the real headers and 200; the
+	// caller sends what it likes of the body it returns.
+	blobHead := func(w http.ResponseWriter) []byte {
+		data := b.Layers[0].Data
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		w.Header().Set("Docker-Content-Digest", blob.String())
+		w.WriteHeader(http.StatusOK)
+		return data
+	}
 	cases := []tc{
 		{name: "blob 500 with retries", config: "[registry]\nretries = 2\n", fault: fail500, want: "500",
 			after: func(t *testing.T, p *faultProxy) {
@@ -903,10 +896,7 @@ func TestRegistryFaults(t *testing.T) {
 				if !isBlob(r, blob) {
 					return false
 				}
-				data := b.Layers[0].Data
-				w.Header().Set("Content-Length", strconv.Itoa(len(data)))
-				w.Header().Set("Docker-Content-Digest", blob.String())
-				w.WriteHeader(http.StatusOK)
+				data := blobHead(w)
 				w.Write(data[:len(data)/3])
 				w.(http.Flusher).Flush()
 				<-r.Context().Done()
@@ -917,10 +907,7 @@ func TestRegistryFaults(t *testing.T) {
 				if !isBlob(r, blob) {
 					return false
 				}
-				data := b.Layers[0].Data
-				w.Header().Set("Content-Length", strconv.Itoa(len(data)))
-				w.Header().Set("Docker-Content-Digest", blob.String())
-				w.WriteHeader(http.StatusOK)
+				data := blobHead(w)
 				// 8 chunks, 400 ms apart: 3.2 s in all, more than the
 				// timeout, but never a stall of 1 s.
 				step := len(data)/8 + 1
@@ -979,7 +966,7 @@ func TestRegistryFaults(t *testing.T) {
 			store := newStore(t)
 			args := []string{"create", "--insecure-registry", p.addr}
 			if c.config != "" {
-				args = append([]string{"--config", hostileConfig(t, c.config)}, args...)
+				args = append([]string{"--config", writeConfig(t, c.config)}, args...)
 			}
 			id := fmt.Sprintf("fault%d", i)
 			ref := "docker://" + p.addr + "/acceptance/faults:latest"

@@ -64,6 +64,12 @@ func TestJSONErrorsAndExitCodes(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Layers the worker refuses: its failure keeps its class across the
+	// process, so the exit code says which.
+	hostileRef := pushRaw(t, "json-errors-hostile", h.registry, buildRaw(t, []rawLayer{gzLayer(t, rawTar(t, nil, tReg("../../escape", "x\n")))}, nil))
+	bigRef := pushRaw(t, "json-errors-big", h.registry, buildRaw(t, []rawLayer{gzLayer(t, rawTar(t, nil, tReg("big", strings.Repeat("b", 1<<20))))}, nil))
+	smallBound := writeConfig(t, "[create]\nmax_layer_bytes = 65536\n")
+
 	cases := []struct {
 		name   string
 		store  string
@@ -82,6 +88,8 @@ func TestJSONErrorsAndExitCodes(t *testing.T) {
 			[]string{"create", "--insecure-registry", authReg.addr, "docker://" + authReg.addr + "/acceptance/private:latest", "c"}, 4, "unauthorized", "unauthorized"},
 		{"store not writable", filepath.Join(rootOwned, "store"), nil, []string{"create", "--insecure-registry", h.registry, ref, "c"}, 4, "unauthorized", "permission denied"},
 		{"unreachable", "", nil, []string{"create", "--insecure-registry", fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("docker://127.0.0.1:%d/x/y:latest", port), "c"}, 5, "transient", "registry unreachable"},
+		{"hostile layer", "", nil, []string{"create", "--insecure-registry", h.registry, hostileRef, "c"}, 2, "bad_input", "unsafe path in layer"},
+		{"layer over a bound", "", []string{"--config", smallBound}, []string{"create", "--insecure-registry", h.registry, bigRef, "c"}, 6, "limit", "max_layer_bytes"},
 		{"limit below image", "", nil, []string{"create", "--insecure-registry", h.registry, "--disk-limit-size-bytes", "1000", ref, "c"}, 6, "limit", "disk limit is smaller than the image's base size"},
 		{"store damaged", damaged, nil, []string{"check"}, 7, "store_damaged", "store is damaged"},
 	}

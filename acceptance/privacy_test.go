@@ -323,11 +323,7 @@ func TestStoreRefusesUnsafePaths(t *testing.T) {
 		t.Errorf("HOME unset made a store in /tmp: %v -> %v", before, after)
 	}
 
-	// A store path overlay's options cannot carry.
-	comma := filepath.Join(testDir(t, "stores"), "a,b")
-	if r := taproot(t, comma, "create", "--insecure-registry", h.registry, ref, "x"); r.code == 0 || !strings.Contains(r.stderr, "overlay mount options cannot carry") {
-		t.Errorf("create in a store path with a comma:\n%s", r)
-	}
+	// Store paths overlay's options cannot carry: TestStorePathOverlayCannotCarry.
 }
 
 // TestTamperedRecords rewrites, as a container that broke out (or anyone
@@ -339,18 +335,46 @@ func TestTamperedRecords(t *testing.T) {
 	ref, built := pushImage(t, "tamper", busyboxImage(layer(ib.File("top", "top\n"))))
 	diffIDs := built.DiffIDs()
 	topKey := diffIDs[len(diffIDs)-1].Encoded()
+	imageJSON := func(s string) string { return filepath.Join(s, "images", "a", "image.json") }
+	// mountOpt sets option i of the persisted mount (1 lowerdir, 2
+	// upperdir, 3 workdir); the others edit the mount's fields.
+	mountOpt := func(i int, opt func(store, old string) string) func(store string, m map[string]any) {
+		return func(store string, m map[string]any) {
+			opts := m["mounts"].([]any)[0].(map[string]any)["options"].([]any)
+			opts[i] = opt(store, opts[i].(string))
+		}
+	}
 	cases := []struct {
 		name  string
 		file  func(store string) string
 		field string
 		value any
+		// edit, when set, changes the decoded record instead of field.
+		edit func(store string, m map[string]any)
 	}{
-		{"layer short climbs out", func(s string) string { return filepath.Join(s, "layers", topKey, "layer.json") }, "short", "../../victim"},
-		{"layer short injects mount options", func(s string) string { return filepath.Join(s, "layers", topKey, "layer.json") }, "short", "x,upperdir=/etc,lowerdir=/"},
-		{"layer short names another dir", func(s string) string { return filepath.Join(s, "layers", topKey, "layer.json") }, "short", "../../victimdir"},
-		{"image lowers climb out", func(s string) string { return filepath.Join(s, "images", "a", "image.json") }, "lowers", []string{"../../victimdir"}},
-		{"image id climbs out", func(s string) string { return filepath.Join(s, "images", "a", "image.json") }, "id", "../../victimdir"},
-		{"image layers are no digests", func(s string) string { return filepath.Join(s, "images", "a", "image.json") }, "layers", []string{"../../victim"}},
+		{"layer short climbs out", func(s string) string { return filepath.Join(s, "layers", topKey, "layer.json") }, "short", "../../victim", nil},
+		{"layer short injects mount options", func(s string) string { return filepath.Join(s, "layers", topKey, "layer.json") }, "short", "x,upperdir=/etc,lowerdir=/", nil},
+		{"layer short names another dir", func(s string) string { return filepath.Join(s, "layers", topKey, "layer.json") }, "short", "../../victimdir", nil},
+		{"image lowers climb out", func(s string) string { return filepath.Join(s, "images", "a", "image.json") }, "lowers", []string{"../../victimdir"}, nil},
+		{"image id climbs out", func(s string) string { return filepath.Join(s, "images", "a", "image.json") }, "id", "../../victimdir", nil},
+		{"image layers are no digests", func(s string) string { return filepath.Join(s, "images", "a", "image.json") }, "layers", []string{"../../victim"}, nil},
+		// The mount persisted at create is data too: each of these would
+		// mount something outside the store if it were used as written.
+		{"image mount lowerdir is /", imageJSON, "", nil, mountOpt(1, func(string, string) string { return "lowerdir=/" })},
+		{"image mount lowerdir is outside", imageJSON, "", nil, mountOpt(1, func(s, _ string) string { return "lowerdir=" + filepath.Join(filepath.Dir(s), "victimdir") })},
+		{"image mount upperdir is /etc", imageJSON, "", nil, mountOpt(2, func(string, string) string { return "upperdir=/etc" })},
+		{"image mount workdir is outside", imageJSON, "", nil, mountOpt(3, func(s, _ string) string { return "workdir=" + filepath.Join(filepath.Dir(s), "victimdir") })},
+		{"image mount lowerdir smuggles an option", imageJSON, "", nil, mountOpt(1, func(_, old string) string { return old + ",upperdir=/etc" })},
+		{"image mount has an extra option", imageJSON, "", nil, func(_ string, m map[string]any) {
+			mount := m["mounts"].([]any)[0].(map[string]any)
+			mount["options"] = append(mount["options"].([]any), "x,upperdir=/etc")
+		}},
+		{"image mount target is outside", imageJSON, "", nil, func(s string, m map[string]any) {
+			m["mounts"].([]any)[0].(map[string]any)["target"] = filepath.Join(filepath.Dir(s), "victimdir")
+		}},
+		{"image mount is a bind of /", imageJSON, "", nil, func(_ string, m map[string]any) {
+			m["mounts"] = []any{map[string]any{"type": "bind", "source": "/", "target": "/", "options": []any{"rbind"}}}
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -374,7 +398,14 @@ func TestTamperedRecords(t *testing.T) {
 			if err := json.Unmarshal(data, &m); err != nil {
 				t.Fatal(err)
 			}
-			m[c.field] = c.value
+			if c.edit != nil {
+				if _, ok := m["mounts"]; !ok {
+					t.Fatalf("image.json has no persisted mounts: %s", data)
+				}
+				c.edit(store, m)
+			} else {
+				m[c.field] = c.value
+			}
 			data, _ = json.Marshal(m)
 			if err := os.WriteFile(p, data, 0o644); err != nil {
 				t.Fatal(err)
@@ -390,7 +421,11 @@ func TestTamperedRecords(t *testing.T) {
 					}
 				}
 			}
-			for _, args := range [][]string{{"stats", "a"}, {"delete", "a"}, {"clean"}, {"check", "--repair"}, {"delete", "b"}, {"clean"}} {
+			// Every use of the record refuses it as damaged (exit 7).
+			if r := taproot(t, store, "stats", "a"); r.code != 7 {
+				t.Errorf("stats of the tampered image does not exit 7 (store damaged):\n%s", r)
+			}
+			for _, args := range [][]string{{"delete", "a"}, {"clean"}, {"check", "--repair"}, {"delete", "b"}, {"clean"}} {
 				taproot(t, store, args...)
 			}
 			if r := taproot(t, store, "check"); r.code != 0 {

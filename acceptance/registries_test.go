@@ -23,7 +23,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -107,17 +106,7 @@ func startTestRegistry(t *testing.T, extra string, useTLS bool) *testRegistry {
 }
 
 func (r *testRegistry) stop() {
-	r.once.Do(func() {
-		_ = r.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = r.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = r.cmd.Process.Kill()
-			<-done
-		}
-	})
+	r.once.Do(func() { terminate(r.cmd) })
 }
 
 // gets counts the access-log lines of successful GETs under /v2/<repo>/<kind>/.

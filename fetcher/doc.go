@@ -92,4 +92,8 @@
 // Errors are one line naming the reference ("fetch docker://…: image not
 // found: …") and wrap ErrBadReference, ErrNotFound, ErrUnauthorized,
 // ErrPolicyDenied or ErrUnreachable where one fits; test with errors.Is.
+//
+// A leaf: it imports no other taproot package (the store reaches it only
+// as a Cache value), as internal/depcheck pins; it is the one package that
+// links containers/image.
 package fetcher

@@ -179,6 +179,7 @@ func TestParseRef(t *testing.T) {
 		{"oci:" + dir + ":v1", "oci:" + dir + ":v1", OCILayout, "", false},
 		{"oci:" + dir, "oci:" + dir, OCILayout, "", false},
 		{"oci-archive:" + dir + "/img.tar:v1", "oci-archive:" + dir + "/img.tar:v1", OCIArchive, "", false},
+		{"oci-archive:" + dir + "/img.tar", "oci-archive:" + dir + "/img.tar", OCIArchive, "", false},
 		{"docker-archive:" + dir + "/img.tar", "docker-archive:" + dir + "/img.tar", DockerArchive, "", false},
 		{"docker-archive:" + dir + "/img.tar:app:1", "docker-archive:" + dir + "/img.tar:docker.io/library/app:1", DockerArchive, "", false},
 		{dir, dir, LocalDir, "", false},
@@ -224,6 +225,9 @@ func TestParseRef(t *testing.T) {
 		"oci:",
 		"oci-archive:",
 		"docker-archive:",
+		"oci::v1", // no path: not the working directory
+		"oci-archive::v1",
+		"docker-archive::app:1",
 		"containers-storage:busybox",
 		"dir:/tmp/x",
 		"http://127.0.0.1:5000/repo",
@@ -240,6 +244,12 @@ func TestParseRef(t *testing.T) {
 		}
 		if strings.Contains(err.Error(), "\n") {
 			t.Errorf("ParseRef(%q) error is not one line: %q", in, err)
+		}
+	}
+
+	for in, want := range map[string]string{"oci::v1": "oci: needs a directory", "oci-archive::v1": "oci-archive: needs a file", "docker-archive::app:1": "docker-archive: needs a file"} {
+		if _, err := ParseRef(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseRef(%q) = %v, want %q", in, err, want)
 		}
 	}
 

@@ -117,6 +117,39 @@ func ParseRef(s string) (Reference, error) {
 	return r, nil
 }
 
+// fileTransport is a transport whose reference is a local path and an
+// optional :tag (or, for docker-archive, :ref or :@index), which
+// containers/image parses.
+type fileTransport struct {
+	prefix   string // "oci:"
+	kind     Kind
+	names    string // what the path names: "directory", "file"
+	imageRef func(string) (types.ImageReference, error)
+}
+
+var fileTransports = []fileTransport{
+	{"oci:", OCILayout, "directory", ocilayout.ParseReference},
+	{"oci-archive:", OCIArchive, "file", ociarchive.ParseReference},
+	{"docker-archive:", DockerArchive, "file", dockerarchive.ParseReference},
+}
+
+// parse parses rest, the reference after t.prefix.
+func (t fileTransport) parse(rest string) (Reference, error) {
+	// "oci::tag" (likewise the archives) names no path: containers/image
+	// would take the working directory, and the canonical form would not
+	// parse.
+	if p, _, _ := strings.Cut(rest, ":"); p == "" {
+		return Reference{}, fmt.Errorf("%s needs a %s", t.prefix, t.names)
+	}
+	ir, err := t.imageRef(rest)
+	if err != nil {
+		return Reference{}, err
+	}
+	// An oci: reference with no tag reads back as "dir:"; docker-archive's
+	// never ends in ":" (its path stops at the first one).
+	return Reference{Kind: t.kind, Canonical: t.prefix + strings.TrimSuffix(ir.StringWithinTransport(), ":"), Path: pathOf(rest), imgRef: ir}, nil
+}
+
 func parseRef(s string) (Reference, error) {
 	if s == "" {
 		return Reference{}, ErrBadReference
@@ -124,41 +157,10 @@ func parseRef(s string) (Reference, error) {
 	if rest, ok := strings.CutPrefix(s, "docker:"); ok {
 		return parseDocker(rest)
 	}
-	if rest, ok := strings.CutPrefix(s, "oci:"); ok {
-		// "oci::tag" names no directory: containers/image would take
-		// the working directory, and the canonical form would not parse.
-		if dir, _, _ := strings.Cut(rest, ":"); dir == "" {
-			return Reference{}, errors.New("oci: needs a directory")
+	for _, t := range fileTransports {
+		if rest, ok := strings.CutPrefix(s, t.prefix); ok {
+			return t.parse(rest)
 		}
-		ir, err := ocilayout.ParseReference(rest)
-		if err != nil {
-			return Reference{}, err
-		}
-		return Reference{Kind: OCILayout, Canonical: "oci:" + strings.TrimSuffix(ir.StringWithinTransport(), ":"), Path: pathOf(rest), imgRef: ir}, nil
-	}
-	if rest, ok := strings.CutPrefix(s, "oci-archive:"); ok {
-		// "oci-archive::tag" names no file: containers/image would take
-		// the working directory, and the canonical form would not parse.
-		if dir, _, _ := strings.Cut(rest, ":"); dir == "" {
-			return Reference{}, errors.New("oci-archive: needs a file")
-		}
-		ir, err := ociarchive.ParseReference(rest)
-		if err != nil {
-			return Reference{}, err
-		}
-		return Reference{Kind: OCIArchive, Canonical: "oci-archive:" + strings.TrimSuffix(ir.StringWithinTransport(), ":"), Path: pathOf(rest), imgRef: ir}, nil
-	}
-	if rest, ok := strings.CutPrefix(s, "docker-archive:"); ok {
-		// "docker-archive::tag" names no file: containers/image would take
-		// the working directory, and the canonical form would not parse.
-		if dir, _, _ := strings.Cut(rest, ":"); dir == "" {
-			return Reference{}, errors.New("docker-archive: needs a file")
-		}
-		ir, err := dockerarchive.ParseReference(rest)
-		if err != nil {
-			return Reference{}, err
-		}
-		return Reference{Kind: DockerArchive, Canonical: "docker-archive:" + ir.StringWithinTransport(), Path: pathOf(rest), imgRef: ir}, nil
 	}
 	for _, p := range unsupportedTransports {
 		if strings.HasPrefix(s, p) {

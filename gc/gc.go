@@ -2,15 +2,14 @@ package gc
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/taproot-dev/taproot/store"
 )
 
 // Options configure Collect.
 type Options struct {
-	// ThresholdBytes: do nothing unless the store's committed size is
-	// above it (0 = always collect).
+	// ThresholdBytes: do nothing unless the store's committed layer bytes
+	// are above it (0 = always collect).
 	ThresholdBytes int64
 }
 
@@ -23,59 +22,17 @@ type Result struct {
 	Skipped        bool // under the threshold
 }
 
-// Collect removes unreferenced layers and debris from st.
+// Collect cleans st unless its layers hold no more than the threshold.
 func Collect(ctx context.Context, st *store.Store, opts Options) (Result, error) {
-	var res Result
 	if opts.ThresholdBytes > 0 {
-		size, err := st.CommittedSize()
+		u, err := st.Usage(ctx, store.UsageOptions{LayersOnly: true})
 		if err != nil {
-			return res, err
+			return Result{}, err
 		}
-		if size <= opts.ThresholdBytes {
-			res.Skipped = true
-			return res, nil
-		}
-	}
-	// Wait for deferred deletes in flight, then take what is left.
-	if err := st.Reclaim(ctx); err != nil {
-		return res, fmt.Errorf("reclaim deleted images: %w", err)
-	}
-	debris, err := st.RemoveDebris(ctx)
-	if err != nil {
-		return res, fmt.Errorf("remove debris: %w", err)
-	}
-	res.DebrisRemoved += len(debris)
-	unfinished, err := st.RemoveUnfinishedImages(ctx)
-	if err != nil {
-		return res, fmt.Errorf("remove unfinished images: %w", err)
-	}
-	res.DebrisRemoved += len(unfinished)
-
-	keys, err := st.LayerKeys()
-	if err != nil {
-		return res, err
-	}
-	// A first look skips layers that are plainly in use; candidates are
-	// checked again under their lock.
-	inUse, err := st.ReferencedLayers()
-	if err != nil {
-		return res, err
-	}
-	var candidates []string
-	for _, key := range keys {
-		if !inUse[key] {
-			candidates = append(candidates, key)
+		if u.LayerBytes <= opts.ThresholdBytes {
+			return Result{Skipped: true}, nil
 		}
 	}
-	// The store checks them again under their locks.
-	n, size, err := st.RemoveUnreferencedLayers(ctx, candidates)
-	res.LayersRemoved += n
-	res.ReclaimedBytes += size
-	if err != nil {
-		return res, err
-	}
-	st.RemoveStaleLocalRecords()
-	st.RemoveUnreferencedBlobs()
-	res.LinksRemoved, err = st.RemoveDanglingLinks()
-	return res, err
+	r, err := st.Clean(ctx)
+	return Result{ReclaimedBytes: r.ReclaimedBytes, LayersRemoved: r.LayersRemoved, LinksRemoved: r.LinksRemoved, DebrisRemoved: r.DebrisRemoved}, err
 }

@@ -4,31 +4,20 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
-	"github.com/taproot-dev/taproot/internal/idmap"
-	"github.com/taproot-dev/taproot/internal/userns"
+	"github.com/taproot-dev/taproot/idmap"
 	"github.com/taproot-dev/taproot/store"
+	"github.com/taproot-dev/taproot/worker"
 )
 
 // The test binary doubles as the store's user-namespace worker.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "__worker" {
-		if err := userns.MaybeReexec(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		if err := store.RunWorker(context.Background(), os.Stdin, os.Stdout); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	worker.Main()
 	os.Exit(m.Run())
 }
 
@@ -54,7 +43,7 @@ func TestCollect(t *testing.T) {
 	os.Chmod(filepath.Dir(dir), 0o755)
 	maps := []idmap.Mapping{{ContainerID: 0, HostID: 300000, Size: 65536}}
 	st, err := store.Open(context.Background(), filepath.Join(dir, "s"), store.Options{
-		UIDMappings: maps, GIDMappings: maps, WorkerExe: "/proc/self/exe", WorkerArgs: []string{"__worker"}, DeferReclaim: true,
+		UIDMappings: maps, GIDMappings: maps, DeferReclaim: true,
 	})
 	if err != nil {
 		t.Fatal(err)

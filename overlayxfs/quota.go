@@ -46,15 +46,7 @@ func (h QuotaHelper) SetLimit(ctx context.Context, imageDir string, bytes, inode
 
 // Usage reads imageDir's quota in O(1) (Q_XGETQUOTA, no tree walk).
 func (h QuotaHelper) Usage(ctx context.Context, imageDir string) (QuotaUsage, error) {
-	var u QuotaUsage
-	out, err := h.run(ctx, "stats", imageDir)
-	if err != nil {
-		return u, err
-	}
-	if err := json.Unmarshal(out, &u); err != nil {
-		return u, fmt.Errorf("%s stats %s: bad output %q: %w", h.Path, imageDir, out, err)
-	}
-	return u, nil
+	return runJSON[QuotaUsage](ctx, h, "stats", imageDir)
 }
 
 // Clear removes imageDir's limit and resets its project ID; call it before
@@ -66,15 +58,21 @@ func (h QuotaHelper) Clear(ctx context.Context, imageDir string) error {
 
 // CheckStore reports whether project quotas are on for a listed store.
 func (h QuotaHelper) CheckStore(ctx context.Context, storeDir string) (StoreQuotaStatus, error) {
-	var s StoreQuotaStatus
-	out, err := h.run(ctx, "check-store", storeDir)
+	return runJSON[StoreQuotaStatus](ctx, h, "check-store", storeDir)
+}
+
+// runJSON runs the helper's subcommand cmd on dir and decodes the one JSON
+// line it prints into a T.
+func runJSON[T any](ctx context.Context, h QuotaHelper, cmd, dir string) (T, error) {
+	var v T
+	out, err := h.run(ctx, cmd, dir)
 	if err != nil {
-		return s, err
+		return v, err
 	}
-	if err := json.Unmarshal(out, &s); err != nil {
-		return s, fmt.Errorf("%s check-store %s: bad output %q: %w", h.Path, storeDir, out, err)
+	if err := json.Unmarshal(out, &v); err != nil {
+		return v, fmt.Errorf("%s %s %s: bad output %q: %w", h.Path, cmd, dir, out, err)
 	}
-	return s, nil
+	return v, nil
 }
 
 // run execs the helper with a minimal environment and returns its stdout;

@@ -60,3 +60,18 @@ func TestQuotaHelperClient(t *testing.T) {
 		t.Error("missing helper gave no error")
 	}
 }
+
+// A helper whose stdout is not its JSON is an error naming the call.
+func TestQuotaHelperBadOutput(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "taproot-quota")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\necho 'not json'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h := QuotaHelper{Path: p}
+	if u, err := h.Usage(context.Background(), "/s/images/x"); err == nil || !strings.Contains(err.Error(), p+" stats /s/images/x: bad output \"not json\"") {
+		t.Errorf("Usage = %+v, %v; want a bad output error", u, err)
+	}
+	if st, err := h.CheckStore(context.Background(), "/s"); err == nil || !strings.Contains(err.Error(), p+" check-store /s: bad output") {
+		t.Errorf("CheckStore = %+v, %v; want a bad output error", st, err)
+	}
+}

@@ -1,7 +1,6 @@
 package overlayxfs
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -11,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
+	"github.com/taproot-dev/taproot/internal/fsname"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,28 +19,15 @@ import (
 // file with project quotas, and the root-owned list of stores that the
 // taproot-quota helper trusts.
 
-// FilesystemType names the filesystem dir is on ("xfs", "ext4", "btrfs",
-// "tmpfs", "overlay", …; an unknown one as its statfs magic in hex).
+// FilesystemType names the filesystem dir is on (fsname.Of: "xfs",
+// "ext4", "btrfs", "tmpfs", "overlay", "nfs"; another as its statfs magic
+// in hex), in the words taproot-quota check-store uses.
 func FilesystemType(dir string) (string, error) {
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(dir, &sfs); err != nil {
 		return "", &os.PathError{Op: "statfs", Path: dir, Err: err}
 	}
-	switch sfs.Type {
-	case unix.XFS_SUPER_MAGIC:
-		return "xfs", nil
-	case unix.EXT4_SUPER_MAGIC:
-		return "ext4", nil
-	case unix.BTRFS_SUPER_MAGIC:
-		return "btrfs", nil
-	case unix.TMPFS_MAGIC:
-		return "tmpfs", nil
-	case unix.OVERLAYFS_SUPER_MAGIC:
-		return "overlay", nil
-	case unix.NFS_SUPER_MAGIC:
-		return "nfs", nil
-	}
-	return fmt.Sprintf("0x%x", sfs.Type), nil
+	return fsname.Of(sfs.Type), nil
 }
 
 // Capacity is the total size in bytes of the filesystem dir is on.
@@ -64,7 +52,7 @@ func ProjectQuotaEnabled(dir string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	for _, o := range strings.Split(m.superOptions, ",") {
+	for _, o := range strings.Split(m.VFSOptions, ",") {
 		if o == "prjquota" || o == "pquota" {
 			return true, nil
 		}
@@ -72,105 +60,42 @@ func ProjectQuotaEnabled(dir string) (bool, error) {
 	return false, nil
 }
 
-// mountEntry is one line of /proc/self/mountinfo.
-type mountEntry struct {
-	mountPoint   string
-	fsType       string
-	source       string
-	superOptions string
-}
-
-// mountOf finds the mountinfo entry of the filesystem dir is on, by st_dev
-// (the last matching line: the mount on top).
-func mountOf(dir string) (mountEntry, error) {
+// mountOf finds the mount of the filesystem dir is on, by st_dev in
+// /proc/self/mountinfo (moby/sys/mountinfo, which undoes the kernel's
+// octal escapes): the one mounted at dir if there is one, else the last
+// matching entry (the mount on top). Every entry of one st_dev shares the
+// superblock, so its superblock options are the same whichever is picked.
+func mountOf(dir string) (*mountinfo.Info, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(dir, &st); err != nil {
-		return mountEntry{}, &os.PathError{Op: "stat", Path: dir, Err: err}
+		return nil, &os.PathError{Op: "stat", Path: dir, Err: err}
 	}
-	want := fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev))
-	entries, err := readMountinfo()
+	major, minor := int64(unix.Major(st.Dev)), int64(unix.Minor(st.Dev))
+	entries, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return int64(m.Major) != major || int64(m.Minor) != minor, false
+	})
 	if err != nil {
-		return mountEntry{}, err
+		return nil, fmt.Errorf("read mountinfo: %w", err)
 	}
-	var found *mountEntry
-	for i := range entries {
-		if entries[i].dev == want {
-			found = &entries[i].mountEntry
+	if len(entries) == 0 {
+		return nil, &os.PathError{Op: "find mount", Path: dir, Err: errors.New("no entry in /proc/self/mountinfo")}
+	}
+	for _, m := range entries {
+		if m.Mountpoint == dir {
+			return m, nil
 		}
 	}
-	if found == nil {
-		return mountEntry{}, &os.PathError{Op: "find mount", Path: dir, Err: errors.New("no entry in /proc/self/mountinfo")}
-	}
-	return *found, nil
+	return entries[len(entries)-1], nil
 }
 
-type mountinfoLine struct {
-	dev string
-	mountEntry
-}
-
-func readMountinfo() ([]mountinfoLine, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+// IsMountPoint says whether a mount of this process's namespace is on dir
+// (a clean absolute path, compared with mountinfo's unescaped mount points).
+func IsMountPoint(dir string) (bool, error) {
+	entries, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(dir))
 	if err != nil {
-		return nil, err
+		return false, fmt.Errorf("read mountinfo: %w", err)
 	}
-	var out []mountinfoLine
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		// id parent major:minor root mountpoint options [optional…] - fstype source superoptions
-		f := strings.Fields(sc.Text())
-		sep := -1
-		for i := 6; i < len(f); i++ {
-			if f[i] == "-" {
-				sep = i
-				break
-			}
-		}
-		if len(f) < 5 || sep < 0 || sep+3 >= len(f) {
-			continue
-		}
-		out = append(out, mountinfoLine{dev: f[2], mountEntry: mountEntry{
-			mountPoint:   unescapeMountinfo(f[4]),
-			fsType:       f[sep+1],
-			source:       unescapeMountinfo(f[sep+2]),
-			superOptions: f[sep+3],
-		}})
-	}
-	return out, sc.Err()
-}
-
-// unescapeMountinfo undoes the kernel's octal escapes (\040 for space…).
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, ok := octal3(s[i+1 : i+4]); ok {
-				b.WriteByte(v)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func octal3(s string) (byte, bool) {
-	if len(s) != 3 {
-		return 0, false
-	}
-	v := 0
-	for _, c := range s {
-		if c < '0' || c > '7' {
-			return 0, false
-		}
-		v = v*8 + int(c-'0')
-	}
-	return byte(v), v < 256
+	return len(entries) > 0, nil
 }
 
 // lookTool finds an admin tool in PATH or the sbin dirs, which a daemon's
@@ -243,22 +168,22 @@ func UnmountLoopXFS(ctx context.Context, mountPoint string) error {
 	if err != nil {
 		return err
 	}
-	if m.mountPoint != mountPoint {
+	if m.Mountpoint != mountPoint {
 		return &os.PathError{Op: "unmount", Path: mountPoint, Err: errors.New("not a mount point")}
 	}
 	if err := unix.Unmount(mountPoint, 0); err != nil {
 		return &os.PathError{Op: "unmount", Path: mountPoint, Err: err}
 	}
-	if !strings.HasPrefix(m.source, "/dev/loop") {
+	if !strings.HasPrefix(m.Source, "/dev/loop") {
 		return nil
 	}
-	fd, err := unix.Open(m.source, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(m.Source, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return &os.PathError{Op: "open", Path: m.source, Err: err}
+		return &os.PathError{Op: "open", Path: m.Source, Err: err}
 	}
 	defer unix.Close(fd)
 	if err := unix.IoctlSetInt(fd, unix.LOOP_CLR_FD, 0); err != nil && !errors.Is(err, unix.ENXIO) {
-		return &os.PathError{Op: "ioctl LOOP_CLR_FD", Path: m.source, Err: err}
+		return &os.PathError{Op: "ioctl LOOP_CLR_FD", Path: m.Source, Err: err}
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestRegisterStore(t *testing.T) {
@@ -71,11 +73,11 @@ func TestFilesystemFacts(t *testing.T) {
 		t.Errorf("Capacity = %d, %v", c, err)
 	}
 	m, err := mountOf("/proc")
-	if err != nil || m.mountPoint != "/proc" || m.fsType != "proc" {
+	if err != nil || m.Mountpoint != "/proc" || m.FSType != "proc" {
 		t.Errorf("mountOf(/proc) = %+v, %v", m, err)
 	}
-	if got := unescapeMountinfo(`/a\040b\134c\`); got != `/a b\c\` {
-		t.Errorf("unescape gave %q", got)
+	if _, err := mountOf("/nonexistent/x"); err == nil {
+		t.Error("mountOf of a missing dir succeeded")
 	}
 }
 
@@ -127,10 +129,55 @@ func TestLoopXFS(t *testing.T) {
 	if typ, _ := FilesystemType(mnt); typ == "xfs" {
 		t.Error("still mounted")
 	}
-	if b, err := os.ReadFile("/sys/block/" + filepath.Base(m.source) + "/loop/backing_file"); err == nil {
-		t.Errorf("loop device %s still attached to %s", m.source, b)
+	if b, err := os.ReadFile("/sys/block/" + filepath.Base(m.Source) + "/loop/backing_file"); err == nil {
+		t.Errorf("loop device %s still attached to %s", m.Source, b)
 	}
 	if err := UnmountLoopXFS(ctx, mnt); err == nil {
 		t.Error("unmounting a plain dir succeeded")
+	}
+}
+
+// mountOf finds a mount whose point has characters the kernel escapes in
+// mountinfo (space, tab, backslash), and picks the mount at dir among
+// several of the same filesystem (a bind mount of the store's filesystem
+// elsewhere must not be taken for the store's own).
+func TestMountOfEscapedAndBindMounts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root (make test runs as root)")
+	}
+	dir := filepath.Join(t.TempDir(), "a b\tc\\d")
+	bind := filepath.Join(filepath.Dir(dir), "bind")
+	for _, d := range []string{dir, bind} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(dir, unix.MNT_DETACH)
+	if err := unix.Mount(dir, bind, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(bind, unix.MNT_DETACH)
+	for _, want := range []string{dir, bind} {
+		m, err := mountOf(want)
+		if err != nil || m.Mountpoint != want || m.FSType != "tmpfs" {
+			t.Errorf("mountOf(%q) = %+v, %v", want, m, err)
+		}
+	}
+	for _, d := range []string{dir, bind} {
+		if on, err := IsMountPoint(d); err != nil || !on {
+			t.Errorf("IsMountPoint(%q) = %v, %v", d, on, err)
+		}
+	}
+	if on, err := IsMountPoint(filepath.Dir(dir)); err != nil || on {
+		t.Errorf("IsMountPoint(%q) = %v, %v; want false", filepath.Dir(dir), on, err)
+	}
+	if typ, err := FilesystemType(dir); err != nil || typ != "tmpfs" {
+		t.Errorf("FilesystemType = %q, %v", typ, err)
+	}
+	if on, err := ProjectQuotaEnabled(dir); err != nil || on {
+		t.Errorf("ProjectQuotaEnabled(tmpfs) = %v, %v", on, err)
 	}
 }

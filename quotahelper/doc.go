@@ -22,13 +22,19 @@
 //	taproot-quota check-store <store>         → {"store":…,"filesystem":"xfs","project_quota_accounting":…,"project_quota_enforced":…,"capacity_bytes":N}
 //
 // Results go to stdout as one JSON line; errors are one line on stderr and
-// a non-zero exit (1 refused or failed, 2 bad command line).
+// a non-zero exit (1 refused or failed, 2 bad command line). taproot runs
+// these as a program through its client, overlayxfs.QuotaHelper; the
+// taproot binary does not link this package (internal/depcheck pins that).
 //
 // # What the helper trusts
 //
 // Nothing the caller controls but an image path, a size and an inode count. The package
-// imports only the standard library and golang.org/x/sys (a test enforces
-// it), runs no other program, looks nothing up in PATH and clears its
+// imports only the standard library, golang.org/x/sys,
+// github.com/moby/sys/mountinfo (a parser of the kernel's mountinfo of
+// about 300 lines that itself needs only those two) and internal/fsname
+// (the filesystem-name table taproot prints too; fmt and x/sys only); a
+// test enforces it (internal/depcheck),
+// runs no other program, looks nothing up in PATH and clears its
 // environment at once.
 //
 //   - Stores: only those listed, one clean absolute path a line, in the
@@ -169,8 +175,9 @@
 //
 // quotactl_fd(2) (Linux 5.14) on the store's fd is used when the kernel has
 // it; otherwise quotactl(2) on the block device, found in
-// /proc/self/mountinfo by the store's st_dev and checked to be a block
-// device with that number. The ioctl and quotactl constants and structures
+// /proc/self/mountinfo (moby/sys/mountinfo, filtered to the store's
+// major:minor) and checked by stat to be a block device with that number.
+// The ioctl and quotactl constants and structures
 // that golang.org/x/sys lacks are defined in sys_linux.go from linux/fs.h,
 // linux/quota.h and linux/dqblk_xfs.h.
 package quotahelper

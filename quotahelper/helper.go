@@ -10,12 +10,15 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/taproot-dev/taproot/internal/fsname"
 	"golang.org/x/sys/unix"
 )
 
 // StoresListPath is the root-owned list of stores the helper acts on, one
 // absolute path a line. It is a constant on purpose: a setuid helper must
-// not let its caller point it at another list.
+// not let its caller point it at another list. taproot, which writes the
+// list, has its own copy (overlayxfs.StoresListPath): it does not link this
+// package. TestClientAgrees pins the two.
 const StoresListPath = "/etc/taproot/stores"
 
 // EnvStoresList overrides StoresListPath, and is honoured only when the
@@ -228,11 +231,11 @@ func (p *privs) setLimit(imageDir, size, inodeCount string) error {
 		return err
 	}
 	defer img.close()
-	bytes, err := parseSize(size)
+	bytes, err := parseCount("size", size)
 	if err != nil {
 		return err
 	}
-	inodes, err := parseInodes(inodeCount)
+	inodes, err := parseCount("inode count", inodeCount)
 	if err != nil {
 		return err
 	}
@@ -332,26 +335,16 @@ func (p *privs) clear(imageDir string) error {
 }
 
 func (p *privs) checkStore(storeDir string) (*StoreStatus, error) {
-	stores, err := p.readStores()
-	if err != nil {
-		return nil, err
-	}
-	if !stores[storeDir] {
-		return nil, fmt.Errorf("%s is not a store listed in %s", storeDir, p.listPath)
-	}
-	store, sst, err := p.openStore(storeDir)
+	store, _, err := p.openListedStore(storeDir, storeDir)
 	if err != nil {
 		return nil, err
 	}
 	defer store.Close()
-	if err := p.checkOneOwner(stores, storeDir, sst); err != nil {
-		return nil, err
-	}
 	var sfs unix.Statfs_t
 	if err := unix.Fstatfs(int(store.Fd()), &sfs); err != nil {
 		return nil, &os.PathError{Op: "fstatfs", Path: storeDir, Err: err}
 	}
-	st := &StoreStatus{Store: storeDir, Filesystem: fsName(sfs.Type), CapacityBytes: sfs.Blocks * uint64(sfs.Bsize)}
+	st := &StoreStatus{Store: storeDir, Filesystem: fsname.Of(sfs.Type), CapacityBytes: sfs.Blocks * uint64(sfs.Bsize)}
 	if sfs.Type != unix.XFS_SUPER_MAGIC {
 		return st, nil
 	}
@@ -391,20 +384,4 @@ func capacityOf(f *os.File) (uint64, error) {
 		return 0, &os.PathError{Op: "fstatfs", Path: f.Name(), Err: err}
 	}
 	return sfs.Blocks * uint64(sfs.Bsize), nil
-}
-
-func fsName(magic int64) string {
-	switch magic {
-	case unix.XFS_SUPER_MAGIC:
-		return "xfs"
-	case unix.EXT4_SUPER_MAGIC:
-		return "ext4"
-	case unix.BTRFS_SUPER_MAGIC:
-		return "btrfs"
-	case unix.TMPFS_MAGIC:
-		return "tmpfs"
-	case unix.OVERLAYFS_SUPER_MAGIC:
-		return "overlay"
-	}
-	return fmt.Sprintf("0x%x", magic)
 }

@@ -13,7 +13,9 @@ import (
 
 // ErrSharedFilesystem reports a listed store on the same filesystem as a
 // listed store of another owner: XFS project quotas cannot keep two owners
-// apart there (see doc.go), so the helper acts on neither.
+// apart there (see doc.go), so the helper acts on neither. taproot
+// init-store refuses the same with overlayxfs.ErrSharedFilesystem, in the
+// same words (TestClientAgrees).
 var ErrSharedFilesystem = errors.New("one filesystem holds the quota stores of two owners: the owner of a file can give it any project ID, so each can fill the other's limits; give each owner its own XFS (taproot init-store --store-size-bytes makes one)")
 
 // ErrBadMeta reports a store meta file the helper does not trust or cannot

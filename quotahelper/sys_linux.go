@@ -1,7 +1,6 @@
 package quotahelper
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +8,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -205,52 +205,35 @@ func quotaCmdName(cmd int) string {
 	return "cmd " + strconv.Itoa(cmd)
 }
 
-// blockDevice finds the block device of the filesystem f is on: the mount
-// source in /proc/self/mountinfo whose major:minor is f's st_dev, checked to
-// be a block device with that very device number.
+// blockDevice finds the block device of the filesystem f is on: a mount
+// source in /proc/self/mountinfo (parsed by moby/sys/mountinfo, filtered to
+// the entries whose major:minor is f's st_dev) that is an absolute path to
+// a block device with that very device number. The source is the kernel's
+// record of what was mounted, but the stat is what is trusted: a source
+// that is not that device is skipped.
 func blockDevice(f *os.File) (string, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return "", &os.PathError{Op: "fstat", Path: f.Name(), Err: err}
 	}
-	want := fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev))
-	mi, err := os.Open("/proc/self/mountinfo")
+	major, minor := int64(unix.Major(st.Dev)), int64(unix.Minor(st.Dev))
+	entries, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return int64(m.Major) != major || int64(m.Minor) != minor, false
+	})
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("read /proc/self/mountinfo: %w", err)
 	}
-	defer mi.Close()
-	sc := bufio.NewScanner(mi)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		// id parent major:minor root mountpoint options [optional...] - fstype source superoptions
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 10 || fields[2] != want {
-			continue
-		}
-		sep := -1
-		for i := 6; i < len(fields); i++ {
-			if fields[i] == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 0 || sep+2 >= len(fields) {
-			continue
-		}
-		src := fields[sep+2]
-		if !strings.HasPrefix(src, "/") {
+	for _, m := range entries {
+		if !strings.HasPrefix(m.Source, "/") {
 			continue
 		}
 		var dst unix.Stat_t
-		if err := unix.Stat(src, &dst); err != nil {
+		if err := unix.Stat(m.Source, &dst); err != nil {
 			continue
 		}
 		if dst.Mode&unix.S_IFMT == unix.S_IFBLK && dst.Rdev == st.Dev {
-			return src, nil
+			return m.Source, nil
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return "", fmt.Errorf("read /proc/self/mountinfo: %w", err)
 	}
 	return "", &os.PathError{Op: "find block device", Path: f.Name(), Err: errors.New("no block device for this filesystem in /proc/self/mountinfo")}
 }

@@ -21,29 +21,17 @@ const maxListSize = 1 << 20
 // so set-limit refuses a larger inode count as a mistake.
 const minInodeSize = 256
 
-// parseSize accepts a plain decimal byte count: digits only (no sign, no
-// spaces, no unit, no base prefix), greater than zero, fitting uint64.
-// The caller checks it against the filesystem's size.
-func parseSize(s string) (uint64, error) {
+// parseCount accepts a plain decimal count of what ("size" for bytes,
+// "inode count"): digits only (no sign, no spaces, no unit, no base
+// prefix), greater than zero (XFS reads a hard limit of 0 as no limit),
+// fitting uint64. The caller checks it against the filesystem's size.
+func parseCount(what, s string) (uint64, error) {
 	n, err := parseDecimal(s)
 	if err != nil {
-		return 0, fmt.Errorf("invalid size %q: %w", s, err)
+		return 0, fmt.Errorf("invalid %s %q: %w", what, s, err)
 	}
 	if n == 0 {
-		return 0, fmt.Errorf("invalid size %q: must be greater than zero (use clear to remove a limit)", s)
-	}
-	return n, nil
-}
-
-// parseInodes is parseSize for an inode count.
-func parseInodes(s string) (uint64, error) {
-	n, err := parseDecimal(s)
-	if err != nil {
-		return 0, fmt.Errorf("invalid inode count %q: %w", s, err)
-	}
-	if n == 0 {
-		// XFS reads a hard limit of 0 as no limit.
-		return 0, fmt.Errorf("invalid inode count %q: must be greater than zero (use clear to remove a limit)", s)
+		return 0, fmt.Errorf("invalid %s %q: must be greater than zero (use clear to remove a limit)", what, s)
 	}
 	return n, nil
 }
@@ -229,6 +217,32 @@ func (p *privs) openStore(storeDir string) (*os.File, *unix.Stat_t, error) {
 	return f, &st, nil
 }
 
+// openListedStore opens storeDir to act on subject (the store itself, or a
+// path inside it): storeDir must be in the stores list, pass openStore's
+// checks, and be the only owner's store on its filesystem (checkOneOwner).
+func (p *privs) openListedStore(storeDir, subject string) (*os.File, *unix.Stat_t, error) {
+	stores, err := p.readStores()
+	if err != nil {
+		return nil, nil, err
+	}
+	if !stores[storeDir] {
+		inside := "inside "
+		if subject == storeDir {
+			inside = ""
+		}
+		return nil, nil, fmt.Errorf("%s is not %sa store listed in %s", subject, inside, p.listPath)
+	}
+	store, sst, err := p.openStore(storeDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := p.checkOneOwner(stores, storeDir, sst); err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	return store, sst, nil
+}
+
 // image is an opened, checked image dir and the dirs the helper touches.
 type image struct {
 	store  *os.File
@@ -269,19 +283,8 @@ func (p *privs) openImage(imageDir string) (*image, error) {
 	if err != nil {
 		return nil, err
 	}
-	stores, err := p.readStores()
+	store, sst, err := p.openListedStore(storeDir, imageDir)
 	if err != nil {
-		return nil, err
-	}
-	if !stores[storeDir] {
-		return nil, fmt.Errorf("%s is not inside a store listed in %s", imageDir, p.listPath)
-	}
-	store, sst, err := p.openStore(storeDir)
-	if err != nil {
-		return nil, err
-	}
-	if err := p.checkOneOwner(stores, storeDir, sst); err != nil {
-		store.Close()
 		return nil, err
 	}
 	img := &image{store: store}

@@ -38,15 +38,15 @@ func TestStructSizes(t *testing.T) {
 func TestParseSize(t *testing.T) {
 	good := map[string]uint64{"1": 1, "10485760": 10485760, "18446744073709551615": 1<<64 - 1, "007": 7}
 	for s, want := range good {
-		got, err := parseSize(s)
+		got, err := parseCount("size", s)
 		if err != nil || got != want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d", s, got, err, want)
+			t.Errorf("parseCount(size, %q) = %d, %v; want %d", s, got, err, want)
 		}
 	}
 	for _, s := range []string{"", "0", "-1", "+5", " 5", "5 ", "10M", "0x10", "1e6", "1_000", "18446744073709551616",
 		"99999999999999999999999", "١٢", "5\n"} {
-		if n, err := parseSize(s); err == nil {
-			t.Errorf("parseSize(%q) = %d, want an error", s, n)
+		if n, err := parseCount("size", s); err == nil || !strings.Contains(err.Error(), "invalid size") {
+			t.Errorf("parseCount(size, %q) = %d, %v; want an invalid size error", s, n, err)
 		}
 	}
 }
@@ -140,6 +140,10 @@ func TestOpenImageRefusals(t *testing.T) {
 			t.Errorf("openImage(%q) = %v, want an error containing %q", path, err, want)
 		}
 	}
+	// check-store names the store itself as not listed.
+	if _, err := p.checkStore(other); err == nil || !strings.Contains(err.Error(), other+" is not a store listed in "+p.listPath) {
+		t.Errorf("checkStore(%q) = %v, want it refused as not a listed store", other, err)
+	}
 }
 
 func TestStoresListChecks(t *testing.T) {
@@ -177,15 +181,7 @@ func TestStoreOwnedByAnotherUser(t *testing.T) {
 	}
 	p, store := testStore(t)
 	p.ruid = 4000 // pretend to be an unprivileged caller
-	err := filepath.Walk(store, func(path string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(path, 4001, 4001)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	chownTree(t, store, 4001)
 	if _, err := p.openImage(store + "/images/img1"); err == nil || !strings.Contains(err.Error(), "not by the caller") {
 		t.Errorf("store of another user accepted: %v", err)
 	}
@@ -222,13 +218,13 @@ func TestMainUsage(t *testing.T) {
 
 func TestParseInodes(t *testing.T) {
 	for s, want := range map[string]uint64{"1": 1, "5120": 5120, "18446744073709551615": 1<<64 - 1} {
-		if got, err := parseInodes(s); err != nil || got != want {
-			t.Errorf("parseInodes(%q) = %d, %v; want %d", s, got, err, want)
+		if got, err := parseCount("inode count", s); err != nil || got != want {
+			t.Errorf("parseCount(inode count, %q) = %d, %v; want %d", s, got, err, want)
 		}
 	}
 	for _, s := range []string{"", "0", "-1", "+5", " 5", "1k", "0x10", "18446744073709551616", "5\n"} {
-		if n, err := parseInodes(s); err == nil || !strings.Contains(err.Error(), "invalid inode count") {
-			t.Errorf("parseInodes(%q) = %d, %v; want an invalid inode count error", s, n, err)
+		if n, err := parseCount("inode count", s); err == nil || !strings.Contains(err.Error(), "invalid inode count") {
+			t.Errorf("parseCount(inode count, %q) = %d, %v; want an invalid inode count error", s, n, err)
 		}
 	}
 }
@@ -388,15 +384,7 @@ func TestRootlessStoreMetaNamesRoot(t *testing.T) {
 	if err := os.WriteFile(store+"/meta/store.json", []byte(meta), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err := filepath.Walk(store, func(path string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(path, 4000, 4000)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	chownTree(t, store, 4000)
 	if img, err := p.openImage(store + "/images/img1"); err != nil {
 		t.Fatalf("rootless store refused: %v", err)
 	} else {
@@ -478,4 +466,18 @@ func open2(p *privs, dir string) error {
 		img.close()
 	}
 	return err
+}
+
+// chownTree gives everything below dir (dir too) to uid:uid.
+func chownTree(t *testing.T, dir string, uid int) {
+	t.Helper()
+	err := filepath.Walk(dir, func(path string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, uid, uid)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,6 +1,15 @@
 // Package spec renders what taproot prints: the OCI runtime-spec fragment
-// of create (root, the overlay mount, process settings from the image
-// config) and the JSON of stats, capacity, list and clean.
+// of create (Fragment: root, the mounts it is given as data, process
+// settings from the image config, the store's ID mappings) and the JSON of
+// stats, capacity, list and clean (json.go). ParseUser splits an image
+// config's User ("name", "uid:gid", ...), which the builder then looks up
+// in the image's own /etc/passwd and /etc/group.
+//
+// A leaf: of taproot's packages it imports only idmap (the
+// mappings of FragmentInput), as internal/depcheck pins. It computes no
+// mount: the overlay mount is planned by overlayxfs (Plan.Mount),
+// persisted with the image by the store, and converted to runtime-spec
+// mounts (Mount.SpecMount) by the builder, which hands them in.
 //
 // Where things go: image Env, WorkingDir and User become process.env,
 // process.cwd and process.user; Entrypoint followed by Cmd becomes

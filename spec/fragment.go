@@ -7,7 +7,7 @@ import (
 
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"github.com/taproot-dev/taproot/internal/idmap"
+	"github.com/taproot-dev/taproot/idmap"
 )
 
 // Annotations taproot adds to the fragment.
@@ -42,10 +42,12 @@ type FragmentInput struct {
 	Ref            string
 	ManifestDigest string
 	RootPath       string
-	// MountOptions are the overlay options; nil when taproot mounted the
-	// rootfs itself (--with-mount) and the runtime must not mount again.
-	MountOptions []string
-	Config       imgspecv1.ImageConfig
+	// Mounts are the mounts the runtime performs before its own (the
+	// overlay at "/", from the image record: overlayxfs.Mount.SpecMount);
+	// none when taproot mounted the rootfs itself (--with-mount) and the
+	// runtime must not mount again. spec takes them as data, made elsewhere.
+	Mounts []specs.Mount
+	Config imgspecv1.ImageConfig
 	// UID and GID are the resolved image user (container IDs).
 	UID, GID       uint32
 	AdditionalGids []uint32
@@ -94,20 +96,12 @@ func Fragment(in FragmentInput) *specs.Spec {
 			Cwd:  cwd,
 			User: specs.User{UID: in.UID, GID: in.GID, AdditionalGids: in.AdditionalGids},
 		},
-		Mounts:      []specs.Mount{},
+		Mounts:      append([]specs.Mount{}, in.Mounts...),
 		Annotations: ann,
 		Linux: &specs.Linux{
 			UIDMappings: toSpec(in.UIDMappings),
 			GIDMappings: toSpec(in.GIDMappings),
 		},
-	}
-	if in.MountOptions != nil {
-		s.Mounts = append(s.Mounts, specs.Mount{
-			Destination: "/",
-			Type:        "overlay",
-			Source:      "overlay",
-			Options:     in.MountOptions,
-		})
 	}
 	return s
 }

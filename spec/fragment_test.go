@@ -2,19 +2,22 @@ package spec
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
-	"github.com/taproot-dev/taproot/internal/idmap"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/taproot-dev/taproot/idmap"
 )
 
 func TestFragment(t *testing.T) {
 	in := FragmentInput{
-		ID:           "c1",
-		Ref:          "docker://r/x:1",
-		RootPath:     "/s/images/c1/rootfs",
-		MountOptions: []string{"userxattr", "lowerdir=/s/l/a", "upperdir=/s/images/c1/diff", "workdir=/s/images/c1/work"},
+		ID:       "c1",
+		Ref:      "docker://r/x:1",
+		RootPath: "/s/images/c1/rootfs",
+		Mounts: []specs.Mount{{Destination: "/", Type: "overlay", Source: "overlay",
+			Options: []string{"userxattr", "lowerdir=/s/l/a", "upperdir=/s/images/c1/diff", "workdir=/s/images/c1/work"}}},
 		Config: imgspecv1.ImageConfig{
 			Env:        []string{"A=1"},
 			Entrypoint: []string{"/bin/app"},
@@ -30,7 +33,8 @@ func TestFragment(t *testing.T) {
 	if f.Root.Path != in.RootPath {
 		t.Errorf("root.path = %q", f.Root.Path)
 	}
-	if len(f.Mounts) != 1 || f.Mounts[0].Destination != "/" || f.Mounts[0].Type != "overlay" || f.Mounts[0].Options[0] != "userxattr" {
+	// The mounts are printed as given, in order.
+	if len(f.Mounts) != 1 || !reflect.DeepEqual(f.Mounts, in.Mounts) {
 		t.Errorf("mounts = %+v", f.Mounts)
 	}
 	if got := strings.Join(f.Process.Args, " "); got != "/bin/app --flag" {
@@ -50,7 +54,7 @@ func TestFragment(t *testing.T) {
 	}
 	// An image with its own PATH keeps it; --with-mount prints no mounts.
 	in.Config.Env = []string{"PATH=/x"}
-	in.MountOptions = nil
+	in.Mounts = nil
 	in.Config.WorkingDir = ""
 	f = Fragment(in)
 	if len(f.Process.Env) != 1 || f.Process.Env[0] != "PATH=/x" {

@@ -8,9 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -31,7 +29,7 @@ func (s *Store) blobPath(d digest.Digest) (string, error) {
 	if d.Algorithm() != digest.SHA256 || d.Validate() != nil {
 		return "", fmt.Errorf("cache blob %q: not a sha256 digest", d)
 	}
-	return filepath.Join(s.root, "meta", "blobs", "sha256", d.Encoded()), nil
+	return filepath.Join(s.blobDir(), d.Encoded()), nil
 }
 
 // CachedBlob returns the cached blob with digest d, if there is one whose
@@ -87,7 +85,7 @@ func (s *Store) CacheBlob(d digest.Digest, data []byte) error {
 	}
 	// A tmp name per process: two creates caching the same blob must not
 	// write through one file.
-	tmp := p + "." + strconv.Itoa(os.Getpid()) + ".tmp"
+	tmp := blobTmp(p, os.Getpid())
 	if err := writeFile(tmp, data, 0o600, s.opts.Sync); err != nil {
 		os.Remove(tmp)
 		return err
@@ -99,45 +97,21 @@ func (s *Store) CacheBlob(d digest.Digest, data []byte) error {
 	return syncDirs(s.opts.Sync, dir)
 }
 
-// removeBlobDebris removes the temporary files of cache writes whose
-// process is gone (killed between write and rename).
-func (s *Store) removeBlobDebris() []string {
-	dir := filepath.Join(s.root, "meta", "blobs", "sha256")
-	entries, _ := os.ReadDir(dir)
-	var removed []string
-	for _, e := range entries {
-		rest, ok := strings.CutSuffix(e.Name(), ".tmp")
-		if !ok {
-			continue
-		}
-		_, pidStr, _ := strings.Cut(rest, ".")
-		pid, err := strconv.Atoi(pidStr)
-		if err == nil && pid > 0 && !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
-			continue // its writer may be alive
-		}
-		p := filepath.Join(dir, e.Name())
-		if os.Remove(p) == nil {
-			removed = append(removed, p)
-		}
-	}
-	return removed
-}
-
-// RemoveUnreferencedBlobs removes cached manifests and configs that no
+// removeUnreferencedBlobs removes cached manifests and configs that no
 // image record leads to: the manifest digest a record names, and what that
 // manifest (or index) names in turn. The cache only saves requests, so
 // removing an entry a create is about to use costs that create a fetch,
 // nothing else. It returns how many it removed, and removes the cache's
 // dirs when they are left empty.
-func (s *Store) RemoveUnreferencedBlobs() int {
-	dir := filepath.Join(s.root, "meta", "blobs", "sha256")
+func (s *Store) removeUnreferencedBlobs() int {
+	dir := s.blobDir()
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return 0
 	}
 	keep := map[digest.Digest]bool{}
 	var todo []digest.Digest
-	images, _ := os.ReadDir(filepath.Join(s.root, "images"))
+	images, _ := os.ReadDir(s.imagesDir())
 	for _, e := range images {
 		if rec, err := s.readImage(e.Name()); err == nil && rec.ManifestDigest != "" && !keep[rec.ManifestDigest] {
 			keep[rec.ManifestDigest] = true
@@ -168,7 +142,7 @@ func (s *Store) RemoveUnreferencedBlobs() int {
 	removed, left := 0, 0
 	for _, e := range entries {
 		name := e.Name()
-		if strings.HasSuffix(name, ".tmp") || keep[digest.NewDigestFromEncoded(digest.SHA256, name)] {
+		if strings.HasSuffix(name, tmpSuffix) || keep[blobKey(name)] {
 			left++
 			continue
 		}

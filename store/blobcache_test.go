@@ -76,15 +76,15 @@ func TestBlobCache(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	removed, err := s.RemoveDebris(context.Background())
+	removed, err := s.removeDebris(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Contains(removed, stale) || exists(stale) {
-		t.Errorf("RemoveDebris = %v: %s not removed", removed, stale)
+		t.Errorf("removeDebris = %v: %s not removed", removed, stale)
 	}
 	if !exists(live) || !exists(p) {
-		t.Errorf("RemoveDebris removed a live writer's file or the blob")
+		t.Errorf("removeDebris removed a live writer's file or the blob")
 	}
 }
 
@@ -107,7 +107,7 @@ func TestRemoveUnreferencedBlobs(t *testing.T) {
 	if _, err := st.Create(ctx, CreateRequest{ID: "a", ManifestDigest: index, Layers: []Layer{l.layer()}}); err != nil {
 		t.Fatal(err)
 	}
-	if n := st.RemoveUnreferencedBlobs(); n != 1 {
+	if n := st.removeUnreferencedBlobs(); n != 1 {
 		t.Errorf("removed %d blobs, want the orphan only", n)
 	}
 	for d, want := range map[digest.Digest]bool{config: true, manifest: true, index: true, orphan: false} {
@@ -118,7 +118,7 @@ func TestRemoveUnreferencedBlobs(t *testing.T) {
 	if err := st.Delete(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}
-	if n := st.RemoveUnreferencedBlobs(); n != 3 {
+	if n := st.removeUnreferencedBlobs(); n != 3 {
 		t.Errorf("after the delete removed %d blobs, want 3", n)
 	}
 	if _, err := os.Lstat(filepath.Join(st.Root(), "meta", "blobs")); err == nil {

@@ -1,21 +1,14 @@
 package store
 
 import (
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 
-	"github.com/taproot-dev/taproot/internal/flock"
-	"github.com/taproot-dev/taproot/unpacker"
-	"github.com/vbatts/tar-split/tar/storage"
-	"golang.org/x/sys/unix"
+	"github.com/taproot-dev/taproot/worker"
 )
 
 // CheckOptions say how much Check looks at and whether it mends.
@@ -66,18 +59,18 @@ type ImageProblem struct {
 func (s *Store) Check(ctx context.Context, opts CheckOptions) (CheckReport, error) {
 	repair := opts.Repair
 	rep := CheckReport{Quick: opts.Quick, Layers: []LayerProblem{}, Images: []ImageProblem{}, DanglingLinks: []string{}, MissingLinks: []string{}, Debris: []string{}}
-	keys, err := s.LayerKeys()
+	keys, err := s.layerKeys()
 	if err != nil {
 		return rep, err
 	}
-	var verify []layerRef
+	var verify []worker.LayerRef
 	var verifyKeys []string
 	for _, key := range keys {
 		if !validLayerKey(key) {
 			rep.Layers = append(rep.Layers, LayerProblem{key, "not a layer taproot made (the name is no layer key)"})
 			continue
 		}
-		rec, err := s.ReadLayer(key)
+		rec, err := s.readLayer(key)
 		if err != nil {
 			rep.Layers = append(rep.Layers, LayerProblem{key, "no readable layer.json: " + err.Error()})
 			continue
@@ -93,7 +86,7 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (CheckReport, erro
 		if len(rec.Squashed) > 0 || rec.DiffID == "" {
 			// A squashed layer has no tar of its own to check against;
 			// its sources are checked, and it is rebuilt if removed.
-			if _, err := os.Stat(filepath.Join(s.layerDir(key), "diff")); err != nil {
+			if _, err := os.Stat(s.layerDiff(key)); err != nil {
 				rep.Layers = append(rep.Layers, LayerProblem{key, "squashed layer has no diff dir"})
 			}
 			continue
@@ -102,23 +95,23 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (CheckReport, erro
 			rep.Layers = append(rep.Layers, LayerProblem{key, fmt.Sprintf("record names diffID %s", rec.DiffID)})
 			continue
 		}
-		verify = append(verify, layerRef{Dir: s.layerDir(key), DiffID: rec.DiffID, ListOnly: rec.Unverifiable})
+		verify = append(verify, worker.LayerRef{Dir: s.layerDir(key), DiffID: rec.DiffID, ListOnly: rec.Unverifiable})
 		verifyKeys = append(verifyKeys, key)
 	}
 	rep.LayersChecked = len(keys)
 	if len(verify) > 0 {
-		resp, err := s.runWorker(ctx, workerRequest{Verify: verify, Quick: opts.Quick}, nil, nil, nil)
+		problems, err := s.worker().Verify(ctx, verify, opts.Quick)
 		if err != nil {
 			return rep, fmt.Errorf("verify layers: %w", err)
 		}
-		for i, msg := range resp.Verify {
-			if msg != "" {
-				rep.Layers = append(rep.Layers, LayerProblem{verifyKeys[i], msg})
+		for i, p := range problems {
+			if p != nil {
+				rep.Layers = append(rep.Layers, LayerProblem{verifyKeys[i], p.Error()})
 			}
 		}
 	}
 	// Links that lead nowhere.
-	links, _ := os.ReadDir(filepath.Join(s.root, "l"))
+	links, _ := os.ReadDir(s.linksDir())
 	for _, e := range links {
 		target, err := os.Readlink(s.linkPath(e.Name()))
 		if err != nil {
@@ -135,19 +128,15 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (CheckReport, erro
 	for _, p := range rep.Layers {
 		damaged[p.Key] = true
 	}
-	entries, _ := os.ReadDir(filepath.Join(s.root, "images"))
+	entries, _ := os.ReadDir(s.imagesDir())
 	for _, e := range entries {
 		id := e.Name()
 		if ValidateID(id) != nil {
-			rep.Debris = append(rep.Debris, filepath.Join("images", id))
-			continue
+			continue // debris, below
 		}
-		rec, err := s.Image(id)
+		rec, err := s.Image(ctx, id)
 		if errors.Is(err, ErrImageNotFound) {
-			if s.idle("image-" + id) {
-				rep.Debris = append(rep.Debris, filepath.Join("images", id))
-			}
-			continue
+			continue // unfinished: debris unless its create is in flight
 		}
 		if err != nil {
 			rep.Images = append(rep.Images, ImageProblem{id, err.Error()})
@@ -164,18 +153,15 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (CheckReport, erro
 			}
 		}
 	}
-	// Scratch dirs of live processes are not debris: only those whose
-	// lock nobody holds (a create in flight must not make check fail).
-	tmps, _ := os.ReadDir(filepath.Join(s.root, "tmp"))
-	for _, e := range tmps {
-		if s.idle("tmp-" + e.Name()) {
-			rep.Debris = append(rep.Debris, filepath.Join("tmp", e.Name()))
-		}
+	// What killed processes left, as recover finds it: scratch dirs,
+	// unfinished images and lock files of live processes are not debris
+	// (a create in flight must not make check fail).
+	found, err := s.sweepDebris(ctx, debrisSweep{stray: true})
+	if err != nil {
+		return rep, err
 	}
-	// Lock files that guard nothing (left by killed processes); repair
-	// removes them through RemoveDebris.
-	for _, name := range s.staleLockFiles() {
-		rep.Debris = append(rep.Debris, filepath.Join("locks", name))
+	for _, d := range found {
+		rep.Debris = append(rep.Debris, d.rel)
 	}
 	rep.Healthy = len(rep.Layers) == 0 && len(rep.Images) == 0 && len(rep.DanglingLinks) == 0 && len(rep.MissingLinks) == 0 && len(rep.Debris) == 0
 	if !repair || rep.Healthy {
@@ -196,7 +182,7 @@ func (s *Store) repair(ctx context.Context, rep *CheckReport) error {
 			}
 			continue
 		}
-		if _, _, err := s.RemoveLayerIfUnused(ctx, p.Key, func() (bool, error) { return true, nil }); err != nil {
+		if _, _, err := s.removeLayerIfUnused(ctx, p.Key, func() (bool, error) { return true, nil }); err != nil {
 			return fmt.Errorf("remove damaged layer %s: %w", p.Key, err)
 		}
 	}
@@ -207,9 +193,9 @@ func (s *Store) repair(ctx context.Context, rep *CheckReport) error {
 			return fmt.Errorf("remove damaged image %s: %w", p.ID, err)
 		}
 	}
-	keys, _ := s.LayerKeys()
+	keys, _ := s.layerKeys()
 	for _, key := range keys {
-		if rec, err := s.ReadLayer(key); err == nil && validShort(key, rec.Short) {
+		if rec, err := s.readLayer(key); err == nil && validShort(key, rec.Short) {
 			target := linkTarget(key)
 			if got, err := os.Readlink(s.linkPath(rec.Short)); err != nil || got != target {
 				os.Remove(s.linkPath(rec.Short))
@@ -219,31 +205,21 @@ func (s *Store) repair(ctx context.Context, rep *CheckReport) error {
 			}
 		}
 	}
-	if _, err := s.RemoveDanglingLinks(); err != nil {
+	if _, err := s.removeDanglingLinks(); err != nil {
 		return err
 	}
-	if _, err := s.RemoveDebris(ctx); err != nil {
-		return err
-	}
-	for _, d := range rep.Debris {
-		if dir, name := filepath.Split(d); dir == "images/" && ValidateID(name) != nil {
-			if err := s.removeStray(ctx, "images", name); err != nil {
-				return fmt.Errorf("remove %s: %w", d, err)
-			}
-		}
-	}
-	if _, err := s.RemoveUnfinishedImages(ctx); err != nil {
+	if _, err := s.sweepDebris(ctx, debrisSweep{remove: true, stray: true}); err != nil {
 		return err
 	}
 	// What repair made or unmade is durable before check reports it.
-	return syncDirs(s.opts.Sync, filepath.Join(s.root, "l"), filepath.Join(s.root, "layers"), filepath.Join(s.root, "images"))
+	return syncDirs(s.opts.Sync, s.linksDir(), s.layersDir(), s.imagesDir())
 }
 
 // imageDirsProblem says which of an image's dirs is missing ("" if none):
 // a cut can keep a record whose dirs never reached the disk (sync off).
 func (s *Store) imageDirsProblem(id string) string {
-	for _, sub := range []string{"rootfs", "diff", "work"} {
-		fi, err := os.Lstat(filepath.Join(s.imageDir(id), sub))
+	for _, sub := range imageSubdirs {
+		fi, err := os.Lstat(s.imageSub(id, sub))
 		if err != nil || !fi.IsDir() {
 			return fmt.Sprintf("image dir %s is missing", sub)
 		}
@@ -262,210 +238,5 @@ func (s *Store) removeStray(ctx context.Context, parent, name string) error {
 		return err
 	}
 	defer s.removeTmp(ctx, t)
-	return os.Rename(filepath.Join(s.root, parent, name), filepath.Join(t.path, "stray"))
-}
-
-// idle says whether nobody holds lock name (so what it guards is debris).
-func (s *Store) idle(name string) bool {
-	p := s.lockPath(name)
-	if _, err := os.Lstat(p); err != nil {
-		return true
-	}
-	l, ok, err := flock.TryExclusive(p)
-	if err != nil || !ok {
-		return false
-	}
-	l.Release()
-	return true
-}
-
-// extraFiles lists paths in diffDir that the layer's tar does not name
-// (allowing the parents the unpacker creates and the device a whiteout
-// becomes).
-func extraFiles(diffDir string, tarSplitGz io.Reader) ([]string, error) {
-	known := map[string]bool{".": true}
-	err := forEachFileEntry(tarSplitGz, func(name string, _ *storage.Entry) {
-		dir, base := path.Split(name)
-		if base == ".wh..wh..opq" {
-			name = path.Clean(dir)
-		} else if strings.HasPrefix(base, ".wh.") {
-			name = path.Join(dir, strings.TrimPrefix(base, ".wh."))
-		}
-		for p := name; p != "." && p != "/" && !known[p]; p = path.Dir(p) {
-			known[p] = true
-		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	var extra []string
-	// Through directory fds: a layer's paths may be longer than PATH_MAX.
-	err = unpacker.WalkTree(diffDir, func(rel string, d fs.DirEntry) error {
-		if !known[rel] {
-			extra = append(extra, rel)
-			if d.IsDir() {
-				return fs.SkipDir
-			}
-		}
-		return nil
-	})
-	return extra, err
-}
-
-// staleLockFiles lists lock files of scratch dirs, layers and images that
-// do not exist, and fetch locks, that nobody holds: what removeStaleLocks
-// removes.
-func (s *Store) staleLockFiles() []string {
-	var stale []string
-	entries, _ := os.ReadDir(filepath.Join(s.root, "locks"))
-	for _, e := range entries {
-		name, ok := strings.CutSuffix(e.Name(), ".lock")
-		if !ok {
-			continue
-		}
-		kind, rest, _ := strings.Cut(name, "-")
-		var guarded string
-		switch kind {
-		case "tmp":
-			guarded = filepath.Join(s.root, "tmp", rest)
-		case "fetch":
-		case "layer":
-			if !validLayerKey(rest) {
-				continue
-			}
-			guarded = s.layerDir(rest)
-		case "image":
-			if ValidateID(rest) != nil {
-				continue
-			}
-			guarded = s.imageDir(rest)
-		default:
-			continue
-		}
-		if guarded != "" && exists(guarded) {
-			continue
-		}
-		l, ok, err := flock.TryExclusive(s.lockPath(name))
-		if err != nil || !ok {
-			continue // held: its process is alive
-		}
-		if guarded == "" || !exists(guarded) {
-			stale = append(stale, e.Name())
-		}
-		l.Release()
-	}
-	return stale
-}
-
-// forEachFileEntry calls fn with the cleaned name of every file entry of a
-// layer's tar-split metadata, in tar order.
-func forEachFileEntry(tarSplitGz io.Reader, fn func(name string, e *storage.Entry)) error {
-	zr, err := gzip.NewReader(tarSplitGz)
-	if err != nil {
-		return err
-	}
-	up := unpacker.NewEntryReader(zr)
-	for {
-		e, err := up.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if e.Type != storage.FileType {
-			continue
-		}
-		if name := path.Clean("/" + e.GetName())[1:]; name != "" {
-			fn(name, e)
-		}
-	}
-}
-
-// quickVerifyLayer checks that every file with content in a layer's
-// tar-split metadata has the size its last entry gives (a path may be
-// named twice; the last entry wins, as when unpacking), and that the dir
-// holds nothing the tar does not name. A power cut before the data reached
-// the disk leaves such files shorter (XFS: empty), and a stat per file
-// finds that without reading any content. Files are reached beneath the
-// layer dir without following symlinks (container root writes the dir).
-// Sparse files keep their apparent size, which is what is compared.
-func quickVerifyLayer(ctx context.Context, l layerRef) error {
-	ts, err := os.Open(filepath.Join(l.Dir, unpacker.TarSplitName))
-	if err != nil {
-		return err
-	}
-	defer ts.Close()
-	sizes := map[string]int64{}
-	last := map[string]int{} // index of the last entry naming each path
-	var order []string
-	err = forEachFileEntry(ts, func(name string, e *storage.Entry) {
-		size := e.Size
-		// A whiteout of a path (".wh.x") is that path's last word when it
-		// comes after the path's entries: on disk x is a whiteout, with no
-		// content (the layer removed what it had written there).
-		if dir, base := path.Split(name); strings.HasPrefix(base, ".wh.") && base != ".wh..wh..opq" {
-			name, size = path.Join(dir, strings.TrimPrefix(base, ".wh.")), 0
-		}
-		if _, ok := sizes[name]; !ok {
-			order = append(order, name)
-		}
-		sizes[name] = size
-		last[name] = e.Position
-	})
-	if err != nil {
-		return fmt.Errorf("tar-split metadata: %w", err)
-	}
-	// replaced says whether a later entry named a parent of name (a dir
-	// that a file replaced): then name is rightly not on disk.
-	replaced := func(name string) bool {
-		for dir := path.Dir(name); dir != "." && dir != "/"; dir = path.Dir(dir) {
-			if i, ok := last[dir]; ok && i > last[name] {
-				return true
-			}
-		}
-		return false
-	}
-	diff := filepath.Join(l.Dir, "diff")
-	root, err := unix.Open(diff, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return &os.PathError{Op: "open", Path: diff, Err: err}
-	}
-	defer unix.Close(root)
-	for i, name := range order {
-		want := sizes[name]
-		if want == 0 {
-			continue // no content: dirs, links, hardlinks, whiteouts
-		}
-		if i%1024 == 0 {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
-		// Beneath the layer dir, no symlink followed, any path length.
-		st, err := unpacker.LstatBeneath(root, name)
-		if err != nil {
-			if (err == unix.ENOENT || err == unix.ENOTDIR) && replaced(name) {
-				continue
-			}
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		if st.Mode&unix.S_IFMT != unix.S_IFREG {
-			return fmt.Errorf("%s: not a regular file", name)
-		}
-		if st.Size != want {
-			return fmt.Errorf("%s: %d bytes on disk, %d in the layer (cut short, as by a power cut before the data reached the disk)", name, st.Size, want)
-		}
-	}
-	if _, err := ts.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	extra, err := extraFiles(diff, ts)
-	if err != nil {
-		return fmt.Errorf("list files: %w", err)
-	}
-	if len(extra) > 0 {
-		return fmt.Errorf("%d files not in the layer, e.g. %s", len(extra), extra[0])
-	}
-	return nil
+	return os.Rename(s.path(parent, name), filepath.Join(t.path, "stray"))
 }

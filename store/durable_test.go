@@ -96,7 +96,7 @@ func TestCheckFindsWhatACutLeaves(t *testing.T) {
 					t.Fatalf("check (quick %v) after repair: %+v, %v", quick, rep, err)
 				}
 			}
-			if _, err := st.Image("img"); err == nil {
+			if _, err := st.Image(ctx, "img"); err == nil {
 				t.Error("the damaged image survived the repair")
 			}
 			opens := base.opens.Load()

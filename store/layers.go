@@ -20,6 +20,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/taproot-dev/taproot/internal/flock"
 	"github.com/taproot-dev/taproot/unpacker"
+	"github.com/taproot-dev/taproot/worker"
 )
 
 // Layer describes one layer of an image to create.
@@ -72,17 +73,17 @@ func (s *Store) layerExists(key string) bool {
 	if !validLayerKey(key) {
 		return false
 	}
-	_, err := os.Stat(filepath.Join(s.layerDir(key), "layer.json"))
+	_, err := os.Stat(s.layerRecord(key))
 	return err == nil
 }
 
-// ReadLayer returns a layer's record.
-func (s *Store) ReadLayer(key string) (LayerRecord, error) {
+// readLayer returns a layer's record.
+func (s *Store) readLayer(key string) (LayerRecord, error) {
 	var r LayerRecord
 	if err := checkLayerKey(key); err != nil {
 		return r, err
 	}
-	err := readJSON(filepath.Join(s.layerDir(key), "layer.json"), &r)
+	err := readJSON(s.layerRecord(key), &r)
 	return r, err
 }
 
@@ -163,16 +164,12 @@ func (s *Store) releaseHeld(held heldLayers) {
 // dropLayerLock removes the reference lock file of a layer that is not
 // present, unless someone holds it (a create about to fetch the layer).
 func (s *Store) dropLayerLock(key string) bool {
-	p := s.lockPath("layer-" + key)
+	p := s.layerLock(key)
 	if _, err := os.Lstat(p); err != nil {
 		return false
 	}
-	l, ok, err := flock.TryExclusive(p)
-	if err != nil || !ok {
-		return false
-	}
-	if s.layerExists(key) {
-		l.Release()
+	l := claim(p, func() bool { return !s.layerExists(key) })
+	if l == nil {
 		return false
 	}
 	l.RemoveAndRelease()
@@ -212,21 +209,11 @@ func (s *Store) lockLayers(ctx context.Context, layers []Layer, held heldLayers)
 	}
 	slices.Sort(keys)
 	for _, key := range keys {
-		sh, err := flock.Shared(ctx, s.lockPath("layer-"+key))
+		ex, err := s.acquireLayer(ctx, key, held)
 		if err != nil {
 			return missing, err
 		}
-		held[key] = sh
-		if s.layerExists(key) {
-			s.progress(Progress{Kind: LayerCached, DiffID: byKey[key].DiffID})
-			continue
-		}
-		ex, err := flock.Exclusive(ctx, s.lockPath("fetch-"+key))
-		if err != nil {
-			return missing, err
-		}
-		if s.layerExists(key) {
-			ex.RemoveAndRelease() // fetched by the process we waited for
+		if ex == nil {
 			s.progress(Progress{Kind: LayerCached, DiffID: byKey[key].DiffID})
 			continue
 		}
@@ -246,10 +233,8 @@ func (s *Store) fetchLayers(ctx context.Context, missing []missingLayer) (err er
 		}
 	}()
 	var (
-		req       workerRequest
-		streams   []func() (io.ReadCloser, error)
-		tarSplits []*os.File
-		tmps      []*tmpDir
+		jobs []worker.UnpackJob
+		tmps []*tmpDir
 	)
 	defer func() {
 		for _, t := range tmps {
@@ -262,39 +247,33 @@ func (s *Store) fetchLayers(ctx context.Context, missing []missingLayer) (err er
 			return err
 		}
 		tmps = append(tmps, t)
-		tarSplits = append(tarSplits, t.tarSplit)
-		req.Unpack = append(req.Unpack, unpackJob{Diff: t.diff(), BlobDigest: m.BlobDigest, DiffID: m.DiffID, MediaType: m.MediaType})
-		streams = append(streams, func() (io.ReadCloser, error) { return m.Open(ctx) })
+		jobs = append(jobs, worker.UnpackJob{Open: func() (io.ReadCloser, error) { return m.Open(ctx) }, TarSplit: t.tarSplit,
+			Diff: t.diff(), BlobDigest: m.BlobDigest, DiffID: m.DiffID, MediaType: m.MediaType})
 	}
 	start := time.Now()
 	var errs []error
-	published := make([]bool, len(missing))
 	// Publish each layer the moment the worker is done with it and drop its
 	// fetch lock, so creates waiting on that layer alone go on at once.
-	publish := func(i int, r unpackResult) {
+	publish := func(i int, r *unpacker.LayerResult, err error) {
 		m := &missing[i]
-		if published[i] {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("layer %s: %w", m.DiffID, err))
 			return
 		}
-		published[i] = true
-		if r.Error != "" || r.Result == nil {
-			errs = append(errs, fmt.Errorf("layer %s: %w", m.DiffID, workerError(r.Error, r.Code)))
-			return
-		}
-		for _, w := range r.Result.Warnings {
+		for _, w := range r.Warnings {
 			s.log.Warn("layer unpacked with omissions", "layer", m.DiffID, "warning", w)
 		}
 		rec := LayerRecord{
 			DiffID:          m.DiffID,
-			BlobDigest:      r.Result.BlobDigest,
+			BlobDigest:      r.BlobDigest,
 			MediaType:       m.MediaType,
-			CompressedSize:  r.Result.CompressedBytes,
-			Size:            r.Result.Bytes,
-			Inodes:          int64(r.Result.Entries),
-			UncompressedTar: r.Result.UncompressedBytes,
+			CompressedSize:  r.CompressedBytes,
+			Size:            r.Bytes,
+			Inodes:          int64(r.Entries),
+			UncompressedTar: r.UncompressedBytes,
 			Created:         time.Now().UTC(),
-			UnpackWarnings:  r.Result.Warnings,
-			Unverifiable:    r.Result.Unverifiable,
+			UnpackWarnings:  r.Warnings,
+			Unverifiable:    r.Unverifiable,
 		}
 		if err := s.publishLayer(m.key, tmps[i], &rec); err != nil {
 			errs = append(errs, err)
@@ -305,15 +284,8 @@ func (s *Store) fetchLayers(ctx context.Context, missing []missingLayer) (err er
 		s.log.Debug("layer published", "layer", m.DiffID, "bytes", rec.Size)
 		s.progress(Progress{Kind: LayerUnpacked, DiffID: m.DiffID, Bytes: rec.Size, Verified: m.BlobDigest != "" || m.DiffID != ""})
 	}
-	resp, err := s.runWorker(ctx, req, streams, tarSplits, publish)
-	if err != nil {
+	if err := s.worker().Unpack(ctx, jobs, publish); err != nil {
 		return errors.Join(append([]error{err}, errs...)...)
-	}
-	if len(resp.Unpack) != len(missing) {
-		return fmt.Errorf("user-namespace worker answered %d of %d layers", len(resp.Unpack), len(missing))
-	}
-	for i, r := range resp.Unpack {
-		publish(i, r) // any the worker did not report on the way
 	}
 	s.log.Debug("layers fetched", "count", len(missing), "elapsed", time.Since(start))
 	return errors.Join(errs...)
@@ -340,10 +312,10 @@ func (s *Store) publishLayer(key string, t *tmpDir, rec *LayerRecord) error {
 	}
 	rec.Short = short
 	sync := s.opts.Sync
-	if err := syncDirs(sync, filepath.Join(s.root, "l")); err != nil {
+	if err := syncDirs(sync, s.linksDir()); err != nil {
 		return fmt.Errorf("layer %s: %w", key, err)
 	}
-	if err := writeJSONAtomic(filepath.Join(t.path, "layer.json"), rec, 0o644, sync); err != nil {
+	if err := writeJSONAtomic(filepath.Join(t.path, layerRecordFile), rec, 0o644, sync); err != nil {
 		return fmt.Errorf("layer %s: %w", key, err)
 	}
 	if err := os.Rename(t.path, s.layerDir(key)); err != nil {
@@ -353,7 +325,7 @@ func (s *Store) publishLayer(key string, t *tmpDir, rec *LayerRecord) error {
 		return fmt.Errorf("publish layer %s: %w", key, err)
 	}
 	t.published = true
-	if err := syncDirs(sync, filepath.Join(s.root, "layers")); err != nil {
+	if err := syncDirs(sync, s.layersDir()); err != nil {
 		return fmt.Errorf("publish layer %s: %w", key, err)
 	}
 	return nil
@@ -396,41 +368,34 @@ func (s *Store) unpackUnknown(ctx context.Context, layers []Layer, held heldLaye
 		if err != nil {
 			return err
 		}
-		resp, err := s.runWorker(ctx, workerRequest{Unpack: []unpackJob{{Diff: t.diff(), MediaType: l.MediaType}}},
-			[]func() (io.ReadCloser, error){func() (io.ReadCloser, error) { return l.Open(ctx) }}, []*os.File{t.tarSplit}, nil)
-		if err == nil && len(resp.Unpack) == 1 && resp.Unpack[0].Error != "" {
-			err = workerError(resp.Unpack[0].Error, resp.Unpack[0].Code)
+		var res *unpacker.LayerResult
+		var layerErr error
+		err = s.worker().Unpack(ctx, []worker.UnpackJob{{Open: func() (io.ReadCloser, error) { return l.Open(ctx) }, TarSplit: t.tarSplit,
+			Diff: t.diff(), MediaType: l.MediaType}}, func(_ int, r *unpacker.LayerResult, err error) { res, layerErr = r, err })
+		if err == nil {
+			err = layerErr
 		}
 		if err != nil {
 			s.removeTmp(ctx, t)
 			return fmt.Errorf("unpack local rootfs: %w", err)
 		}
-		res := resp.Unpack[0].Result
 		l.DiffID = res.DiffID
 		key, err := layerKey(l.DiffID)
 		if err != nil {
 			s.removeTmp(ctx, t)
 			return err
 		}
-		// Reference lock first (kept, so clean cannot take the layer
-		// before the image record names it), then the fetch lock.
-		if _, ok := held[key]; !ok {
-			sh, err := flock.Shared(ctx, s.lockPath("layer-"+key))
-			if err != nil {
-				s.removeTmp(ctx, t)
-				return err
-			}
-			held[key] = sh
-		}
-		lock, err := flock.Exclusive(ctx, s.lockPath("fetch-"+key))
+		// Reference lock kept, so clean cannot take the layer before the
+		// image record names it; published unless an identical one is.
+		lock, err := s.acquireLayer(ctx, key, held)
 		if err != nil {
 			s.removeTmp(ctx, t)
 			return err
 		}
-		if !s.layerExists(key) {
+		if lock != nil {
 			err = s.publishLayer(key, t, &LayerRecord{DiffID: l.DiffID, Size: res.Bytes, Inodes: int64(res.Entries), UncompressedTar: res.UncompressedBytes, Created: time.Now().UTC(), UnpackWarnings: res.Warnings, Unverifiable: res.Unverifiable})
+			lock.RemoveAndRelease()
 		}
-		lock.RemoveAndRelease()
 		s.removeTmp(ctx, t)
 		if err != nil {
 			return err
@@ -439,12 +404,6 @@ func (s *Store) unpackUnknown(ctx context.Context, layers []Layer, held heldLaye
 		s.progress(Progress{Kind: LayerUnpacked, DiffID: l.DiffID, Bytes: res.Bytes})
 	}
 	return nil
-}
-
-// localCachePath is where the diffID of a local rootfs version is kept.
-func (s *Store) localCachePath(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return filepath.Join(s.root, "meta", "local-"+hex.EncodeToString(sum[:])+".json")
 }
 
 type localCacheRecord struct {
@@ -511,11 +470,11 @@ func (s *Store) newTmp(ctx context.Context, kind string) (*tmpDir, error) {
 	var b [8]byte
 	rand.Read(b[:])
 	name := kind + "-" + hex.EncodeToString(b[:])
-	lock, err := flock.Exclusive(ctx, s.lockPath("tmp-"+name))
+	lock, err := flock.Exclusive(ctx, s.tmpLock(name))
 	if err != nil {
 		return nil, err
 	}
-	path := filepath.Join(s.root, "tmp", name)
+	path := s.tmpPath(name)
 	if err := os.Mkdir(path, 0o700); err != nil {
 		lock.RemoveAndRelease()
 		return nil, fmt.Errorf("create scratch dir: %w", err)
@@ -544,7 +503,7 @@ func (s *Store) newWorkerTmp(ctx context.Context, kind string) (*tmpDir, error) 
 // newLayerTmp is a scratch dir for one layer: diff/ for the worker and the
 // tar-split record, opened here so that the worker writes it by fd.
 func (s *Store) newLayerTmp(ctx context.Context) (*tmpDir, error) {
-	t, err := s.newWorkerTmp(ctx, "layer")
+	t, err := s.newWorkerTmp(ctx, tmpLayer)
 	if err != nil {
 		return nil, err
 	}
@@ -578,7 +537,7 @@ func (s *Store) removeTmp(ctx context.Context, t *tmpDir) {
 // diff, an upper, work or rootfs dir), 0755 and container root's: its
 // contents are the container's, and the dirs above keep others out.
 func (s *Store) mkdirForContainerRoot(path string) error {
-	uid, gid, err := s.ContainerRoot()
+	uid, gid, err := s.containerRoot()
 	if err != nil {
 		return err
 	}
@@ -605,12 +564,8 @@ func (s *Store) removeAll(ctx context.Context, paths ...string) error {
 	if len(rest) == 0 {
 		return nil
 	}
-	resp, err := s.runWorker(ctx, workerRequest{Remove: rest}, nil, nil, nil)
-	if err != nil {
+	if err := s.worker().Remove(ctx, rest); err != nil {
 		return fmt.Errorf("remove %s: %w", strings.Join(rest, " "), err)
-	}
-	if len(resp.Remove) > 0 {
-		return fmt.Errorf("remove: %s", strings.Join(resp.Remove, "; "))
 	}
 	return nil
 }

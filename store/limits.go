@@ -2,7 +2,6 @@ package store
 
 import (
 	"fmt"
-	"path/filepath"
 )
 
 // BytesPerInode is the default inode rule: an image may have one inode per
@@ -64,6 +63,6 @@ func inodeLimit(req CreateRequest, upperBytes uint64, baseInodes int64) (uint64,
 // the store (init-store reads other owners' stores with it).
 func ReadStoreMeta(root string) (Meta, error) {
 	var m Meta
-	err := readJSON(filepath.Join(root, "meta", "store.json"), &m)
+	err := readJSON(layout{root}.metaPath(), &m)
 	return m, err
 }

@@ -3,7 +3,6 @@ package store
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -69,19 +68,6 @@ func validShort(key, short string) bool {
 		}
 	}
 	return false
-}
-
-// linkTarget is what a layer's short link points to.
-func linkTarget(key string) string { return filepath.Join("..", "layers", key, "diff") }
-
-// keyOfLinkTarget is the layer key of a short link's target, if it has
-// exactly the form linkTarget gives.
-func keyOfLinkTarget(target string) (string, bool) {
-	key := filepath.Base(filepath.Dir(target))
-	if !validLayerKey(key) || target != linkTarget(key) {
-		return "", false
-	}
-	return key, true
 }
 
 // checkImageRecord checks every name in an image's record: it must name

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/taproot-dev/taproot/overlayxfs"
 )
 
 // Who may reach a store.
@@ -35,18 +37,6 @@ import (
 // ID (a container that broke out) can change layer contents and its own
 // upper dir, never a record or a link.
 
-// layoutDir is one fixed directory of the store: traverse says whether the
-// overlay mounter and the worker pass through it.
-type layoutDir struct {
-	name     string
-	traverse bool
-}
-
-var layoutDirs = []layoutDir{
-	{"", true}, {"meta", false}, {"layers", true}, {"l", true},
-	{"images", true}, {"locks", false}, {"tmp", true},
-}
-
 // access is who owns a store and who mounts its overlays.
 type access struct {
 	ownerUID, ownerGID uint32
@@ -54,7 +44,7 @@ type access struct {
 }
 
 func (s *Store) access() (access, error) {
-	uid, gid, err := s.ContainerRoot()
+	uid, gid, err := s.containerRoot()
 	if err != nil {
 		return access{}, err
 	}
@@ -140,7 +130,7 @@ var ErrStoreUnsafe = errors.New("store is not safe to use")
 // both.
 func checkPath(root string) error {
 	if i := strings.IndexAny(root, ",:\\\n"); i >= 0 {
-		return fmt.Errorf("store path %q contains %q, which overlay mount options cannot carry: choose another path", root, root[i])
+		return fmt.Errorf("store path %q contains %q, which overlay mount options cannot carry: choose another path: %w", root, root[i], overlayxfs.ErrMountPath)
 	}
 	return nil
 }
@@ -199,7 +189,7 @@ func (s *Store) ensureLayout(adopt bool) error {
 	}
 	tight := true
 	for _, d := range layoutDirs {
-		p := filepath.Join(s.root, d.name)
+		p := s.path(d.name)
 		fi, err := os.Lstat(p)
 		if errors.Is(err, fs.ErrNotExist) {
 			if err := a.mkdir(p, d.traverse); err != nil {
@@ -231,8 +221,8 @@ func (s *Store) ensureLayout(adopt bool) error {
 // it should have. Contents of layers and upper dirs are container data
 // and are left as they are: the dirs above them keep others out.
 func (s *Store) tighten(a access) error {
-	for _, parent := range []string{"layers", "images", "tmp"} {
-		entries, err := os.ReadDir(filepath.Join(s.root, parent))
+	for _, parent := range []string{layersDirName, imagesDirName, tmpDirName} {
+		entries, err := os.ReadDir(s.path(parent))
 		if err != nil {
 			return err
 		}
@@ -240,14 +230,14 @@ func (s *Store) tighten(a access) error {
 			if !e.IsDir() {
 				continue
 			}
-			dir := filepath.Join(s.root, parent, e.Name())
+			dir := s.path(parent, e.Name())
 			if err := a.tighten(dir, true); err != nil {
 				return err
 			}
-			if parent == "tmp" {
+			if parent == tmpDirName {
 				continue
 			}
-			for _, rec := range []string{"layer.json", "image.json", "tar-split.json.gz"} {
+			for _, rec := range recordFiles {
 				p := filepath.Join(dir, rec)
 				if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
 					if err := os.Lchown(p, int(a.ownerUID), int(a.ownerGID)); err != nil {
@@ -262,7 +252,7 @@ func (s *Store) tighten(a access) error {
 	}
 	for i := len(layoutDirs) - 1; i >= 0; i-- {
 		d := layoutDirs[i]
-		if err := a.tighten(filepath.Join(s.root, d.name), d.traverse); err != nil {
+		if err := a.tighten(s.path(d.name), d.traverse); err != nil {
 			return err
 		}
 	}

@@ -179,7 +179,7 @@ func TestTamperedRecordsTouchNothingOutside(t *testing.T) {
 			// delete, clean, repair; none may reach outside.
 			l := &fakeLayer{data: layerTar(t, entry{name: "f", body: "x"})}
 			if rec, err := st.Create(ctx, CreateRequest{ID: "b", Layers: []Layer{l.layer()}}); err == nil {
-				if plan, err := st.MountPlan(rec); err == nil {
+				if plan, err := st.mountPlan(rec); err == nil {
 					for _, lower := range plan.Lowers {
 						if filepath.Dir(lower) != filepath.Join(st.Root(), "l") {
 							t.Errorf("lower %s is not a link under the store's l/", lower)
@@ -190,15 +190,15 @@ func TestTamperedRecordsTouchNothingOutside(t *testing.T) {
 				t.Errorf("create on a tampered layer: %v, want ErrBadRecord", err)
 			}
 			if rec, err := st.readImage("a"); err == nil {
-				if _, err := st.MountPlan(rec); err == nil && c.name != "link into the outside" && c.name != "stray layer dir" {
-					t.Errorf("MountPlan accepted the tampered image")
+				if _, err := st.mountPlan(rec); err == nil && c.name != "link into the outside" && c.name != "stray layer dir" {
+					t.Errorf("mountPlan accepted the tampered image")
 				}
 			}
 			if err := st.Delete(ctx, "a"); err != nil && !errors.Is(err, ErrImageNotFound) {
 				t.Errorf("delete: %v", err)
 			}
-			st.RemoveDanglingLinks()
-			if _, _, err := st.RemoveLayerIfUnused(ctx, key, func() (bool, error) { return true, nil }); err != nil {
+			st.removeDanglingLinks()
+			if _, _, err := st.removeLayerIfUnused(ctx, key, func() (bool, error) { return true, nil }); err != nil {
 				t.Errorf("remove layer: %v", err)
 			}
 			if _, err := st.Check(ctx, CheckOptions{Repair: true}); err != nil {

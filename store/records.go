@@ -9,7 +9,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
-	"github.com/taproot-dev/taproot/internal/idmap"
+	"github.com/taproot-dev/taproot/idmap"
+	"github.com/taproot-dev/taproot/overlayxfs"
 )
 
 // MetaVersion is the store format version written by this build.
@@ -67,6 +68,14 @@ type ImageRecord struct {
 	// (0: derived from the byte limit, see inodeLimit).
 	BaseInodes      int64  `json:"base_inodes,omitempty"`
 	DiskLimitInodes uint64 `json:"disk_limit_inodes,omitempty"`
+	// Mounts are the image's mounts as planned at create: one overlay of
+	// the Lowers' short links, diff/ and work/ on rootfs/ (its Target, the
+	// fragment's root.path). The fragment, --with-mount and delete's
+	// unmount use them; Image checks them against the ones the record's
+	// layers give in this store (checkMounts), so they are data, never a
+	// path the record chooses. Records written before mounts were persisted
+	// have none: Image computes them on read.
+	Mounts []overlayxfs.Mount `json:"mounts,omitempty"`
 }
 
 // writeJSONAtomic writes a record by rename, so a reader sees the old one

@@ -5,13 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	"github.com/taproot-dev/taproot/internal/flock"
 	"github.com/taproot-dev/taproot/overlayxfs"
+	"github.com/taproot-dev/taproot/worker"
 )
 
 // planLowers turns an image's layer keys (base first) into the lowers it
@@ -32,8 +31,7 @@ func (s *Store) planLowers(ctx context.Context, keys []string, id string, held h
 	if len(top) == 0 {
 		return nil, fmt.Errorf("image %q has no layers", id)
 	}
-	dir := s.imageDir(id)
-	plan := overlayxfs.Plan{Upper: filepath.Join(dir, "diff"), Work: filepath.Join(dir, "work")}
+	plan := overlayxfs.Plan{Upper: s.imageSub(id, upperDir), Work: s.imageSub(id, workDir)}
 	for _, key := range top {
 		short, err := s.shortOf(key)
 		if err != nil {
@@ -66,59 +64,40 @@ func squashKeyOf(lowers []string) string {
 }
 
 func (s *Store) ensureSquashed(ctx context.Context, key string, lowersTopFirst []string, held heldLayers) error {
-	if _, ok := held[key]; !ok {
-		sh, err := flock.Shared(ctx, s.lockPath("layer-"+key))
-		if err != nil {
-			return err
-		}
-		held[key] = sh
-	}
-	if s.layerExists(key) {
-		return nil
-	}
-	// Build it under its fetch lock, as a missing layer is fetched.
-	ex, err := flock.Exclusive(ctx, s.lockPath("fetch-"+key))
-	if err != nil {
+	// Built under its fetch lock, as a missing layer is fetched.
+	ex, err := s.acquireLayer(ctx, key, held)
+	if err != nil || ex == nil {
 		return err
 	}
 	defer ex.RemoveAndRelease()
-	if s.layerExists(key) {
-		return nil
-	}
 	return s.buildSquashed(ctx, key, lowersTopFirst)
 }
 
 func (s *Store) buildSquashed(ctx context.Context, key string, lowersTopFirst []string) error {
-	t, err := s.newWorkerTmp(ctx, "squash")
+	t, err := s.newWorkerTmp(ctx, tmpSquash)
 	if err != nil {
 		return err
 	}
 	defer s.removeTmp(ctx, t)
-	job := &squashJob{Diff: t.diff()}
+	var layers []worker.LayerRef
 	var merged []string
 	for i := len(lowersTopFirst) - 1; i >= 0; i-- {
 		k := lowersTopFirst[i]
-		lr, err := s.ReadLayer(k)
+		lr, err := s.readLayer(k)
 		if err != nil {
 			return err
 		}
-		job.Layers = append(job.Layers, layerRef{Dir: s.layerDir(k), DiffID: lr.DiffID, ListOnly: lr.Unverifiable})
+		layers = append(layers, worker.LayerRef{Dir: s.layerDir(k), DiffID: lr.DiffID, ListOnly: lr.Unverifiable})
 		merged = append(merged, string(lr.DiffID))
 	}
 	start := time.Now()
-	resp, err := s.runWorker(ctx, workerRequest{Squash: job}, nil, nil, nil)
+	size, err := s.worker().Squash(ctx, t.diff(), layers)
 	if err != nil {
-		return fmt.Errorf("squash %d layers: %w", len(job.Layers), err)
-	}
-	if resp.Squash == nil {
-		return fmt.Errorf("squash %d layers: the worker gave no answer", len(job.Layers))
-	}
-	if resp.Squash.Error != "" {
-		return fmt.Errorf("squash %d layers: %w", len(job.Layers), workerError(resp.Squash.Error, resp.Squash.Code))
+		return fmt.Errorf("squash %d layers: %w", len(layers), err)
 	}
 	rec := LayerRecord{
 		DiffID:   digest.Digest(""),
-		Size:     resp.Squash.Bytes,
+		Size:     size,
 		Squashed: merged,
 		Created:  time.Now().UTC(),
 	}

@@ -19,7 +19,7 @@ type DiskUsage struct {
 // its exclusive bytes from the quota (one syscall in the helper). Without a
 // quota it has to walk the upper dir.
 func (s *Store) Stats(ctx context.Context, id string) (DiskUsage, error) {
-	rec, err := s.Image(id)
+	rec, err := s.Image(ctx, id)
 	if err != nil {
 		return DiskUsage{}, err
 	}
@@ -31,7 +31,7 @@ func (s *Store) Stats(ctx context.Context, id string) (DiskUsage, error) {
 		}
 		excl, exclInodes = int64(n), int64(ni)
 	} else {
-		excl, exclInodes, err = walkUsage(filepath.Join(s.imageDir(id), "diff"))
+		excl, exclInodes, err = walkUsage(s.imageSub(id, upperDir))
 		if err != nil {
 			return DiskUsage{}, err
 		}

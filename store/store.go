@@ -9,9 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"time"
 
-	"github.com/taproot-dev/taproot/internal/idmap"
+	"github.com/taproot-dev/taproot/idmap"
 )
 
 // Errors matched by callers with errors.Is.
@@ -20,7 +19,6 @@ var (
 	ErrImageNotFound = errors.New("image not found")
 	ErrBadID         = errors.New("invalid image id")
 	ErrMappingDiffer = errors.New("id mapping differs from the store's")
-	ErrNotInitalized = errors.New("store is not initialized")
 )
 
 // Limiter applies per-image disk limits (XFS project quotas through the
@@ -39,10 +37,9 @@ type Options struct {
 	// Limiter sets disk limits; nil means none. It is used only when the
 	// store's meta says it is on a filesystem with project quotas.
 	Limiter Limiter
-	// WorkerExe is the taproot binary run as the user-namespace worker.
+	// WorkerExe is the binary run as the user-namespace worker; "" =
+	// /proc/self/exe, this binary, whose main must call worker.Main first.
 	WorkerExe string
-	// WorkerArgs are the arguments that make WorkerExe act as a worker.
-	WorkerArgs []string
 	// ParallelLayers bounds concurrent layer downloads (default 3).
 	ParallelLayers int
 	// MaxLayerBytes bounds a layer's unpacked content, and its uncompressed
@@ -73,7 +70,7 @@ type Options struct {
 
 // Store is an opened store.
 type Store struct {
-	root string
+	layout
 	meta Meta
 	opts Options
 	log  *slog.Logger
@@ -104,49 +101,27 @@ func validID(id string) bool {
 	return true
 }
 
-// Open opens the store at root, creating its layout on first use by its
-// owner. The mapping the caller asks for must match the store's. A store
-// that is not the caller's, that others can write, or whose parents others
-// could swap is refused; one made by an earlier taproot with looser modes is
-// tightened (see perm.go).
+// Open opens the store at root, making it on first use by its owner (the
+// caller) as Init does. The mapping the caller asks for must match the
+// store's. A store that is not the caller's, that others can write, or
+// whose parents others could swap is refused; one made by an earlier
+// taproot with looser modes is tightened (see perm.go).
 func Open(ctx context.Context, root string, opts Options) (*Store, error) {
-	caller := uint32(os.Geteuid())
-	root, err := prepareRoot(root, caller, false)
-	if err != nil {
-		return nil, err
-	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.ParallelLayers <= 0 {
 		opts.ParallelLayers = 3
 	}
-	s := &Store{root: root, opts: opts, log: opts.Logger}
-	err = readJSON(s.metaPath(), &s.meta)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		if err := s.initLayout(ctx); err != nil {
-			return nil, err
-		}
-	case err != nil:
-		return nil, fmt.Errorf("store %s: %w", root, err)
-	default:
-		if s.meta.Version > MetaVersion {
-			return nil, fmt.Errorf("store %s has format version %d; this taproot knows up to %d", root, s.meta.Version, MetaVersion)
-		}
-		if s.meta.OwnerUID != caller {
-			return nil, fmt.Errorf("store %s: %w: its record names owner uid %d, not the caller (uid %d)", root, ErrStoreUnsafe, s.meta.OwnerUID, caller)
-		}
-		if err := validateMeta(root, s.meta); err != nil {
-			return nil, err
-		}
-		if err := s.checkMapping(); err != nil {
-			return nil, err
-		}
-		if err := s.ensureLayout(false); err != nil {
-			return nil, err
-		}
+	s, err := establish(ctx, root, makeSpec{
+		ownerUID: uint32(os.Geteuid()), ownerGID: uint32(os.Getegid()),
+		uids: opts.UIDMappings, gids: opts.GIDMappings,
+		sync: opts.Sync, log: opts.Logger,
+	})
+	if err != nil {
+		return nil, err
 	}
+	s.opts = opts
 	if !s.meta.Quota {
 		s.opts.Limiter = nil
 	}
@@ -219,80 +194,15 @@ func validateMeta(root string, m Meta) error {
 	return nil
 }
 
-// DefaultMappings returns the mapping for the current caller: maximus for
-// root, else the caller's sub-IDs.
-func DefaultMappings() (uids, gids []idmap.Mapping, err error) {
-	return mappingsFor(uint32(os.Geteuid()), uint32(os.Getegid()))
-}
-
-func (s *Store) checkMapping() error {
-	if s.opts.UIDMappings != nil && !slices.Equal(s.opts.UIDMappings, s.meta.UIDMappings) {
-		return fmt.Errorf("store %s: %w: store has uid mapping %v, caller asked for %v", s.root, ErrMappingDiffer, s.meta.UIDMappings, s.opts.UIDMappings)
+// checkMapping refuses a mapping asked for (nil: any) that is not the
+// store's.
+func checkMapping(root string, m Meta, uids, gids []idmap.Mapping) error {
+	if uids != nil && !slices.Equal(uids, m.UIDMappings) {
+		return fmt.Errorf("store %s: %w: store has uid mapping %v, caller asked for %v", root, ErrMappingDiffer, m.UIDMappings, uids)
 	}
-	if s.opts.GIDMappings != nil && !slices.Equal(s.opts.GIDMappings, s.meta.GIDMappings) {
-		return fmt.Errorf("store %s: %w: store has gid mapping %v, caller asked for %v", s.root, ErrMappingDiffer, s.meta.GIDMappings, s.opts.GIDMappings)
+	if gids != nil && !slices.Equal(gids, m.GIDMappings) {
+		return fmt.Errorf("store %s: %w: store has gid mapping %v, caller asked for %v", root, ErrMappingDiffer, m.GIDMappings, gids)
 	}
-	return nil
-}
-
-func (s *Store) initLayout(ctx context.Context) error {
-	m := Meta{
-		Version:     MetaVersion,
-		OwnerUID:    uint32(os.Geteuid()),
-		OwnerGID:    uint32(os.Getegid()),
-		UIDMappings: s.opts.UIDMappings,
-		GIDMappings: s.opts.GIDMappings,
-		Created:     time.Now().UTC(),
-	}
-	if m.UIDMappings == nil || m.GIDMappings == nil {
-		uids, gids, err := DefaultMappings()
-		if err != nil {
-			return fmt.Errorf("store %s: %w", s.root, err)
-		}
-		if m.UIDMappings == nil {
-			m.UIDMappings = uids
-		}
-		if m.GIDMappings == nil {
-			m.GIDMappings = gids
-		}
-	}
-	if err := validateMeta(s.root, m); err != nil {
-		return err
-	}
-	s.meta = m
-	// prepareRoot made the dir before the mapping was known.
-	a, err := s.access()
-	if err != nil {
-		return err
-	}
-	if err := a.fix(s.root, true); err != nil {
-		return fmt.Errorf("create store: %w", err)
-	}
-	if err := s.ensureLayout(false); err != nil {
-		return err
-	}
-	// Two processes may initialise at once: the lock decides who writes.
-	l, err := s.lockStoreInit(ctx)
-	if err != nil {
-		return err
-	}
-	defer l.Release()
-	if err := readJSON(s.metaPath(), &s.meta); err == nil {
-		return s.checkMapping()
-	}
-	if err := writeJSONAtomic(s.metaPath(), &m, 0o644, true); err != nil {
-		return fmt.Errorf("store %s: write meta: %w", s.root, err)
-	}
-	// The layout dirs are names in the root, and the root a name in its
-	// parent: both durable with the meta (the parent best effort: the
-	// owner may not be allowed to open it).
-	if err := syncDirs(s.opts.Sync, s.root); err != nil {
-		return fmt.Errorf("store %s: %w", s.root, err)
-	}
-	if s.opts.Sync {
-		syncDir(filepath.Dir(s.root))
-	}
-	s.meta = m
 	return nil
 }
 
@@ -301,11 +211,3 @@ func (s *Store) Root() string { return s.root }
 
 // Meta returns the store's metadata.
 func (s *Store) Meta() Meta { return s.meta }
-
-func (s *Store) metaPath() string           { return filepath.Join(s.root, "meta", "store.json") }
-func (s *Store) layerDir(key string) string { return filepath.Join(s.root, "layers", key) }
-func (s *Store) imageDir(id string) string  { return filepath.Join(s.root, "images", id) }
-func (s *Store) linkPath(short string) string {
-	return filepath.Join(s.root, "l", short)
-}
-func (s *Store) lockPath(name string) string { return filepath.Join(s.root, "locks", name+".lock") }

@@ -17,25 +17,15 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/taproot-dev/taproot/idmap"
 	"github.com/taproot-dev/taproot/internal/flock"
-	"github.com/taproot-dev/taproot/internal/idmap"
-	"github.com/taproot-dev/taproot/internal/userns"
 	"github.com/taproot-dev/taproot/unpacker"
+	"github.com/taproot-dev/taproot/worker"
 )
 
 // The test binary doubles as the user-namespace worker.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "__worker" {
-		if err := userns.MaybeReexec(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		if err := RunWorker(context.Background(), os.Stdin, os.Stdout); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	worker.Main()
 	os.Exit(m.Run())
 }
 
@@ -50,9 +40,6 @@ func testStoreWith(t testing.TB, opts Options) *Store {
 	if os.Geteuid() != 0 {
 		t.Skip("store tests run the worker with a root-written mapping: run as root (make test does)")
 	}
-	// /proc/self/exe resolves without searching the test binary's
-	// private build dir, which the namespace's root may not enter.
-	exe := "/proc/self/exe"
 	// Container root maps to a plain unprivileged ID so the test sees
 	// real shifting without needing sub-ID files.
 	maps := []idmap.Mapping{{ContainerID: 0, HostID: 200000, Size: 65536}}
@@ -60,7 +47,7 @@ func testStoreWith(t testing.TB, opts Options) *Store {
 	// The namespace's root must be able to reach the store.
 	os.Chmod(dir, 0o755)
 	os.Chmod(filepath.Dir(dir), 0o755)
-	opts.UIDMappings, opts.GIDMappings, opts.WorkerExe, opts.WorkerArgs = maps, maps, exe, []string{"__worker"}
+	opts.UIDMappings, opts.GIDMappings = maps, maps
 	st, err := Open(context.Background(), filepath.Join(dir, "store"), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +129,7 @@ func TestCreateSharesLayersAndDeletes(t *testing.T) {
 	if err != nil || wfi.Mode()&os.ModeCharDevice == 0 {
 		t.Fatalf("whiteout not a char device: %v %v", wfi, err)
 	}
-	if plan, err := st.MountPlan(rec); err != nil || len(plan.Lowers) != 2 {
+	if plan, err := st.mountPlan(rec); err != nil || len(plan.Lowers) != 2 {
 		t.Fatalf("lowers = %v, %v", plan.Lowers, err)
 	}
 	if _, err := st.Create(ctx, CreateRequest{ID: "a", Layers: []Layer{base.layer()}}); !errors.Is(err, ErrImageExists) {
@@ -217,7 +204,7 @@ func TestManyLayersAreSquashed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan, err := st.MountPlan(rec)
+	plan, err := st.mountPlan(rec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +342,7 @@ func TestRemoveUnreferencedLayers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lock.Release()
-	n, _, err := st.RemoveUnreferencedLayers(ctx, []string{usedKey, freeKey, heldKey, "../../etc"})
+	n, _, err := st.removeUnreferencedLayers(ctx, []string{usedKey, freeKey, heldKey, "../../etc"})
 	if err != nil || n != 1 {
 		t.Fatalf("removed %d layers (%v), want only the free one", n, err)
 	}
@@ -378,9 +365,6 @@ func TestWorkerErrorsKeepTheirClass(t *testing.T) {
 	l.DiffID = digest.FromString("something else")
 	if _, err := st.Create(ctx, CreateRequest{ID: "d", Layers: []Layer{l}}); !errors.Is(err, unpacker.ErrDigestMismatch) {
 		t.Errorf("wrong diffID: %v, want errors.Is ErrDigestMismatch", err)
-	}
-	if err := workerError("x", "no such code"); errors.Unwrap(err) != nil || err.Error() != "x" {
-		t.Errorf("unknown code: %#v", err)
 	}
 }
 

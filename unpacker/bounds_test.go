@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/taproot-dev/taproot/internal/rawtar"
 )
 
 func wantLimit(t *testing.T, err error, limit string) {
@@ -154,15 +155,7 @@ func TestDuplicatesLastWins(t *testing.T) {
 				t.Errorf("Unverifiable = %v", res.Unverifiable)
 			}
 			if !c.unverifiable {
-				ts, err := os.Open(filepath.Join(dest, TarSplitName))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer ts.Close()
-				var back bytes.Buffer
-				if err := Reassemble(context.Background(), filepath.Join(dest, DiffDirName), ts, &back); err != nil || !bytes.Equal(back.Bytes(), data) {
-					t.Errorf("Reassemble: %v, equal %v", err, bytes.Equal(back.Bytes(), data))
-				}
+				reassembles(t, dest, data)
 			}
 		})
 	}
@@ -171,59 +164,12 @@ func TestDuplicatesLastWins(t *testing.T) {
 // ---- hand-made sparse entries (archive/tar refuses to write GNU.sparse
 // records)
 
-func rawHeader(name string, typ byte, size int64) []byte {
-	blk := make([]byte, tarBlockSize)
-	copy(blk, name)
-	copy(blk[100:], "0000644\x00")
-	copy(blk[108:], "0000000\x00")
-	copy(blk[116:], "0000000\x00")
-	copy(blk[124:], fmt.Sprintf("%011o\x00", size))
-	copy(blk[136:], fmt.Sprintf("%011o\x00", testTime.Unix()))
-	blk[156] = typ
-	copy(blk[257:], "ustar\x0000")
-	copy(blk[148:], "        ")
-	sum := 0
-	for _, b := range blk {
-		sum += int(b)
-	}
-	copy(blk[148:], fmt.Sprintf("%06o\x00 ", sum))
-	return blk
-}
-
-func padded(b []byte) []byte {
-	return append(b, make([]byte, int(-len(b)&(tarBlockSize-1)))...)
-}
-
-func paxRecord(k, v string) string {
-	rec := " " + k + "=" + v + "\n"
-	n := len(rec) + 1
-	for len(fmt.Sprint(n))+len(rec) != n {
-		n++
-	}
-	return fmt.Sprint(n) + rec
-}
-
 // sparsePAX01 is a tar of one GNU sparse 0.1 entry: the map and apparent
 // size in PAX records, payload as given (it should be the fragments).
 func sparsePAX01(name string, size int64, frags [][2]int64, payload []byte) []byte {
-	out := sparsePAX01Head(name, size, frags, int64(len(payload)))
-	out = append(out, padded(payload)...)
+	out := rawtar.SparsePAX01Head(name, size, frags, int64(len(payload)), testTime)
+	out = append(out, rawtar.Pad(payload)...)
 	return append(out, make([]byte, 2*tarBlockSize)...)
-}
-
-// sparsePAX01Head is the headers of that entry, for a payload of n bytes.
-func sparsePAX01Head(name string, size int64, frags [][2]int64, n int64) []byte {
-	var m []string
-	for _, f := range frags {
-		m = append(m, fmt.Sprint(f[0]), fmt.Sprint(f[1]))
-	}
-	recs := paxRecord("GNU.sparse.major", "0") + paxRecord("GNU.sparse.minor", "1") +
-		paxRecord("GNU.sparse.name", name) + paxRecord("GNU.sparse.realsize", fmt.Sprint(size)) +
-		paxRecord("GNU.sparse.numblocks", fmt.Sprint(len(frags))) + paxRecord("GNU.sparse.map", strings.Join(m, ","))
-	var out []byte
-	out = append(out, rawHeader("PaxHeaders/"+name, 'x', int64(len(recs)))...)
-	out = append(out, padded([]byte(recs))...)
-	return append(out, rawHeader("GNUSparseFile.0/"+name, '0', n)...)
 }
 
 func TestSparseHostile(t *testing.T) {
@@ -243,15 +189,7 @@ func TestSparseHostile(t *testing.T) {
 		if st.Size != 1<<40 || st.Blocks > 64 || res.Bytes != 5 {
 			t.Errorf("size %d blocks %d bytes %d", st.Size, st.Blocks, res.Bytes)
 		}
-		ts, err := os.Open(filepath.Join(dest, TarSplitName))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ts.Close()
-		var back bytes.Buffer
-		if err := Reassemble(context.Background(), filepath.Join(dest, DiffDirName), ts, &back); err != nil || !bytes.Equal(back.Bytes(), data) {
-			t.Errorf("Reassemble: %v, equal %v", err, bytes.Equal(back.Bytes(), data))
-		}
+		reassembles(t, dest, data)
 	})
 	// The map says more data than the payload holds, or less.
 	for name, payload := range map[string][]byte{"short": []byte("abc"), "long": []byte("abcdefghijkl")} {
@@ -280,7 +218,7 @@ func TestSparseHostile(t *testing.T) {
 	// Declared sparse, all data: a zero bomb in sparse clothing.
 	t.Run("dense", func(t *testing.T) {
 		const size = 1 << 30
-		blob := zeroStream(t, "gzip", sparsePAX01Head("dense", size, [][2]int64{{0, size}}, size), size)
+		blob := zeroStream(t, "gzip", rawtar.SparsePAX01Head("dense", size, [][2]int64{{0, size}}, size, testTime), size)
 		dest := filepath.Join(t.TempDir(), "layer")
 		res, err := UnpackLayer(context.Background(), bytes.NewReader(blob), dest, LayerSpec{}, Options{MaxRatio: 100, MaxBytes: 16 << 30})
 		wantLimit(t, err, "max_compression_ratio")

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -104,24 +103,9 @@ func TestConformance(t *testing.T) {
 		// owners too, so require the real thing.
 		t.Skip("needs root to map IDs 0-65535 into the user namespace")
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestConformanceHelper$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), conformanceEnv+"="+t.TempDir())
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
-		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 65536}},
-		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 65536}},
-	}
-	out, err := cmd.CombinedOutput()
-	if err != nil && cmd.ProcessState == nil {
-		t.Fatalf("cannot start a process in a new user namespace: %v", err)
-	}
-	t.Logf("inside the user namespace:\n%s", out)
-	if err != nil {
-		t.Fatalf("helper failed: %v", err)
-	}
-	if !strings.Contains(string(out), "--- PASS: TestConformanceHelper") {
-		t.Fatal("helper did not run")
-	}
+	// As root the namespace can be made: failing to is a failure.
+	inUserns(t, "TestConformanceHelper", conformanceEnv, syscall.CLONE_NEWUSER|syscall.CLONE_NEWNS,
+		syscall.SysProcIDMap{ContainerID: 0, HostID: 0, Size: 65536}, syscall.SysProcIDMap{ContainerID: 0, HostID: 0, Size: 65536}, t.Fatalf)
 }
 
 func TestConformanceHelper(t *testing.T) {
@@ -457,16 +441,7 @@ func TestSameLayerWhiteoutOfContent(t *testing.T) {
 			t.Errorf("%s: Unverifiable = %v, want %v", c.name, res.Unverifiable, c.unverifiable)
 		}
 		if !c.unverifiable {
-			ts, err := os.Open(filepath.Join(dest, TarSplitName))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var out bytes.Buffer
-			err = Reassemble(context.Background(), filepath.Join(dest, DiffDirName), ts, &out)
-			ts.Close()
-			if err != nil || !bytes.Equal(out.Bytes(), data) {
-				t.Errorf("%s: Reassemble: %v (same bytes: %v)", c.name, err, bytes.Equal(out.Bytes(), data))
-			}
+			reassembles(t, dest, data)
 		}
 	}
 }

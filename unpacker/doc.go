@@ -3,11 +3,14 @@
 //
 // # What
 //
-// Unpack extracts a tar stream into an existing directory. UnpackLayer is the
-// store's per-layer pipeline: it streams a (gzip, zstd or plain) layer blob,
-// verifies the blob digest and the diffID, records tar-split metadata next to
-// the unpacked tree (so the exact original tar can be rebuilt later with
-// Reassemble) and leaves nothing behind when anything fails.
+// Unpack extracts a tar stream into an existing directory. UnpackLayerTo is
+// the per-layer pipeline the store's worker runs: it streams a (gzip, zstd
+// or plain) layer blob, verifies the blob digest and the diffID, writes
+// tar-split metadata to a writer the caller gives (the worker gets it as an
+// fd the store opened), so that the exact original tar can be rebuilt later
+// with Reassemble, and leaves the diff dir empty when anything fails.
+// UnpackLayer is the same into dest/diff with dest/tar-split.json.gz
+// (TarSplitName) beside it, for tools and tests.
 //
 // # Why
 //
@@ -129,4 +132,11 @@
 // is later replaced by another entry of the same name (the first content is
 // gone from disk; tar-split's checksum then fails), nor content of entries the
 // unpacker skipped (unknown types with a body).
+//
+// A leaf: it imports no other taproot package (internal/depcheck pins
+// that). It runs inside the worker (package worker), which calls
+// UnpackLayerTo for each layer; to squash, Unpack with ApplyWhiteouts fed
+// by Reassemble (or DiffTar for a layer whose tar cannot be rebuilt); to
+// verify, Reassemble (checked against the diffID) and the tar-split
+// entries (NewEntryReader).
 package unpacker

@@ -12,7 +12,7 @@ var (
 	// size of one entry's headers). The error is a *LimitError naming it.
 	ErrLimitExceeded = errors.New("limit exceeded")
 	// ErrTooLarge is ErrLimitExceeded under its earlier name, which the
-	// store's worker-error classes (store/workererr.go on main) match.
+	// worker's error classes (worker/errors.go) once matched.
 	ErrTooLarge = ErrLimitExceeded
 	// ErrUnsafePath: an entry name, whiteout or hardlink target leaves the
 	// root, or its path goes through a symlink.
@@ -24,6 +24,10 @@ var (
 	ErrIDOutsideMapping = errors.New("outside the store's id mapping")
 	// ErrTruncated: the tar stream ends without the end-of-archive marker.
 	ErrTruncated = errors.New("truncated tar stream")
+	// ErrInvalidLayer: the layer's tar is malformed: a header archive/tar
+	// refuses (tar.ErrHeader, tar.ErrFieldTooLong), or a hardlink to an
+	// entry the layer does not hold, to a directory or to the root.
+	ErrInvalidLayer = errors.New("invalid layer")
 )
 
 // LimitError says which bound a layer went over. Limit is the name of the

@@ -6,7 +6,10 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -126,6 +129,52 @@ func assertEmptyDir(t testing.TB, p string) {
 		}
 		t.Fatalf("%s should be empty, has %v", p, names)
 	}
+}
+
+// inUserns re-executes this test binary to run the test helper (an entry
+// point that does its work only when env is set, to a new temp dir) as
+// root of a new user namespace (clone flags, one uid and one gid mapping),
+// and fails unless it passes. cannot (t.Skipf or t.Fatalf) reports a
+// namespace that could not be made.
+func inUserns(t *testing.T, helper, env string, clone uintptr, uid, gid syscall.SysProcIDMap, cannot func(string, ...any)) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+helper+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), env+"="+t.TempDir())
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  clone,
+		UidMappings: []syscall.SysProcIDMap{uid},
+		GidMappings: []syscall.SysProcIDMap{gid},
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil && cmd.ProcessState == nil {
+		cannot("cannot start a process in a new user namespace here: %v", err)
+		return
+	}
+	t.Logf("inside the user namespace:\n%s", out)
+	if err != nil {
+		t.Fatalf("%s failed: %v", helper, err)
+	}
+	if !strings.Contains(string(out), "--- PASS: "+helper) {
+		t.Fatalf("%s did not run", helper)
+	}
+}
+
+// reassembles checks that Reassemble of the layer UnpackLayer wrote in
+// dest gives back data byte for byte, and returns what it gave.
+func reassembles(t testing.TB, dest string, data []byte) []byte {
+	t.Helper()
+	ts, err := os.Open(filepath.Join(dest, TarSplitName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ts.Close()
+	var back bytes.Buffer
+	err = Reassemble(context.Background(), filepath.Join(dest, DiffDirName), ts, &back)
+	if err != nil || !bytes.Equal(back.Bytes(), data) {
+		t.Errorf("Reassemble of %s: %v; gave %d bytes, want the %d of the layer (same bytes: %v)",
+			dest, err, back.Len(), len(data), bytes.Equal(back.Bytes(), data))
+	}
+	return back.Bytes()
 }
 
 func readFile(t testing.TB, p string) string {

@@ -88,18 +88,7 @@ func TestUnpackLayerAndReassemble(t *testing.T) {
 			if st := lstat(t, filepath.Join(dest, "diff/bin/su")); st.Mode&0o7777 != 0o4755 {
 				t.Errorf("su mode %o", st.Mode)
 			}
-			ts, err := os.Open(filepath.Join(dest, TarSplitName))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ts.Close()
-			var out bytes.Buffer
-			if err := Reassemble(context.Background(), filepath.Join(dest, DiffDirName), ts, &out); err != nil {
-				t.Fatal(err)
-			}
-			if got := digest.FromBytes(out.Bytes()); got != diffID {
-				t.Errorf("reassembled digest %s, want %s (len %d vs %d)", got, diffID, out.Len(), len(plain))
-			}
+			reassembles(t, dest, plain) // whose digest is diffID
 		})
 	}
 }

@@ -296,6 +296,9 @@ func (u *unpacker) run(stream io.Reader, packer *entryPacker) error {
 		if err == io.EOF {
 			break
 		}
+		if errors.Is(err, tar.ErrHeader) || errors.Is(err, tar.ErrFieldTooLong) {
+			return fmt.Errorf("%w: reading layer tar: %w", ErrInvalidLayer, err)
+		}
 		if err != nil {
 			return fmt.Errorf("reading layer tar: %w", err)
 		}
@@ -975,7 +978,7 @@ func (u *unpacker) hardlink(name, dir, base string, hdr *tar.Header) error {
 		return fmt.Errorf("hardlink target: %w", err)
 	}
 	if target == "." {
-		return fmt.Errorf("hardlink to the root directory")
+		return fmt.Errorf("%w: hardlink to the root directory", ErrInvalidLayer)
 	}
 	if u.skipped.has(target) {
 		// Its target was a device node we skipped: skip the link too.
@@ -986,7 +989,7 @@ func (u *unpacker) hardlink(name, dir, base string, hdr *tar.Header) error {
 	tdir, tbase := splitPath(target)
 	tparent, err := u.dirs.owned(tdir)
 	if err == unix.ENOENT || err == unix.ENOTDIR {
-		return fmt.Errorf("hardlink target %q does not exist", hdr.Linkname)
+		return fmt.Errorf("%w: hardlink target %q does not exist", ErrInvalidLayer, hdr.Linkname)
 	}
 	if err != nil {
 		return fmt.Errorf("hardlink target: %w", resolveErr(tdir, err))
@@ -995,12 +998,12 @@ func (u *unpacker) hardlink(name, dir, base string, hdr *tar.Header) error {
 	var tst unix.Stat_t
 	if err := unix.Fstatat(tparent, tbase, &tst, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		if err == unix.ENOENT {
-			return fmt.Errorf("hardlink target %q does not exist", hdr.Linkname)
+			return fmt.Errorf("%w: hardlink target %q does not exist", ErrInvalidLayer, hdr.Linkname)
 		}
 		return pathErr("fstatat", target, err)
 	}
 	if tst.Mode&unix.S_IFMT == unix.S_IFDIR {
-		return fmt.Errorf("hardlink target %q is a directory", hdr.Linkname)
+		return fmt.Errorf("%w: hardlink target %q is a directory", ErrInvalidLayer, hdr.Linkname)
 	}
 	parentfd, err := u.ensureParent(dir)
 	if err != nil {

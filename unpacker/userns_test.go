@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -22,25 +21,8 @@ func TestUserNamespace(t *testing.T) {
 	if os.Getenv(usernsEnv) != "" {
 		t.Skip("already inside")
 	}
-	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestUsernsHelper$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), usernsEnv+"="+dir)
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:  syscall.CLONE_NEWUSER,
-		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
-		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
-	}
-	out, err := cmd.CombinedOutput()
-	if err != nil && cmd.ProcessState == nil {
-		t.Skipf("cannot start a process in a new user namespace here: %v", err)
-	}
-	t.Logf("inside the user namespace:\n%s", out)
-	if err != nil {
-		t.Fatalf("helper failed: %v", err)
-	}
-	if !strings.Contains(string(out), "--- PASS: TestUsernsHelper") {
-		t.Fatal("helper did not run")
-	}
+	inUserns(t, "TestUsernsHelper", usernsEnv, syscall.CLONE_NEWUSER,
+		syscall.SysProcIDMap{ContainerID: 0, HostID: os.Getuid(), Size: 1}, syscall.SysProcIDMap{ContainerID: 0, HostID: os.Getgid(), Size: 1}, t.Skipf)
 }
 
 func TestUsernsHelper(t *testing.T) {

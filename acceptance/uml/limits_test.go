@@ -1,11 +1,8 @@
 package uml
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,18 +15,7 @@ import (
 const limitsScript = `
 S=$UML_MNT/store
 R=$UML_MNT2/rootstore
-T=$UML_TMP
-B=$T/bin
-H=$T/home
-Q=$B/taproot-quota
-mkdir -p $B $H
-cp "$UML_WORK/bin/taproot" "$UML_WORK/bin/taproot-quota" $B/
-chown 0:0 $Q && chmod 4755 $Q
-chown $U:$G $H
-as() { setpriv --reuid=$U --regid=$G --init-groups env HOME=$H XDG_RUNTIME_DIR=$H "$@"; }
-tp() { as $B/taproot --store $S "$@"; }
-res() { name=$1; shift; out=$("$@" 2>&1); rc=$?; printf 'RESULT %s rc=%d out=%s\n' "$name" "$rc" "$(printf %s "$out" | tr '\n' '|')"; }
-field() { grep -o "\"$1\": *[0-9]*" "$2" | head -n 1 | grep -o '[0-9]*$'; }
+` + taprootPrologue + `field() { grep -o "\"$1\": *[0-9]*" "$2" | head -n 1 | grep -o '[0-9]*$'; }
 report() { xfs_quota -x -c 'report -p -n -N' "$1"; }
 
 res init $B/taproot --store $S init-store --xfs-mount $UML_MNT --owner $U:$G
@@ -90,28 +76,14 @@ res r1_report_after report $UML_MNT2
 // creation with ENOSPC and show in stats; a second owner's init-store on
 // one XFS is refused; quotas work on a root (maximus) store.
 func TestLimitsInUML(t *testing.T) {
-	SkipIfUnavailable(t)
-	start := time.Now()
-	dir := t.TempDir()
-	uid, gid := testUser(t)
-	ref := buildTaproot(t, dir)
-	built := time.Since(start)
-	res, err := Boot(context.Background(), t, limitsScript, Options{
+	h := newTaprootHost(t)
+	dir, uid, gid, ref := h.dir, h.uid, h.gid, h.ref
+	r, res := guest(t, limitsScript, Options{
 		WorkDir:    dir,
 		SecondDisk: true,
 		Timeout:    10 * time.Minute,
 		Env:        map[string]string{"U": uid, "G": gid, "IMG": ref},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if testing.Verbose() {
-		t.Logf("guest output:\n%s", res.Output)
-	}
-	if res.ExitCode != 0 {
-		t.Errorf("guest script exited %d", res.ExitCode)
-	}
-	r := steps{t: t, r: parseResults(t, res.Output), output: res.Output}
 	const MiB = 1 << 20
 
 	// One owner per filesystem.
@@ -244,8 +216,7 @@ func TestLimitsInUML(t *testing.T) {
 			t.Errorf("root store: project %d left after delete with %v (used KiB, hard limit KiB)", id, v)
 		}
 	}
-	t.Logf("host build %v, UML boot %v, guest run %v, test total %v", built.Round(time.Millisecond),
-		res.BootTime.Round(time.Millisecond), res.Duration.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	h.logTimes(t, res)
 }
 
 type statsInodes struct {
@@ -255,72 +226,4 @@ type statsInodes struct {
 		TotalInodes     int64 `json:"total_inodes_used"`
 		ExclusiveInodes int64 `json:"exclusive_inodes_used"`
 	} `json:"disk_usage"`
-}
-
-// steps asserts on a guest's RESULT lines; a missing step is a failure.
-type steps struct {
-	t      *testing.T
-	r      map[string]stepResult
-	output string
-	shown  bool
-}
-
-func (s *steps) step(name string) stepResult {
-	s.t.Helper()
-	res, ok := s.r[name]
-	if !ok {
-		s.t.Errorf("step %s missing from the guest output", name)
-		if !s.shown {
-			s.shown = true
-			s.t.Logf("guest output:\n%s", s.output)
-		}
-		return stepResult{rc: -1}
-	}
-	return res
-}
-
-func (s *steps) ok(name string) string {
-	s.t.Helper()
-	res := s.step(name)
-	if res.rc != 0 {
-		s.t.Errorf("%s: exit %d, want 0: %s", name, res.rc, res.out)
-	}
-	return strings.TrimSpace(res.out)
-}
-
-func (s *steps) fails(name string, want ...string) string {
-	s.t.Helper()
-	res := s.step(name)
-	if res.rc == 0 {
-		s.t.Errorf("%s succeeded, want a failure: %s", name, res.out)
-	}
-	for _, w := range want {
-		if !strings.Contains(res.out, w) {
-			s.t.Errorf("%s: error %q does not say %q", name, strings.TrimSpace(res.out), w)
-		}
-	}
-	return strings.TrimSpace(res.out)
-}
-
-func (s *steps) num(name string) int64 {
-	s.t.Helper()
-	n, err := strconv.ParseInt(s.ok(name), 10, 64)
-	if err != nil {
-		s.t.Errorf("%s: %v", name, err)
-	}
-	return n
-}
-
-func (s *steps) decode(name string, v any) {
-	s.t.Helper()
-	if err := json.Unmarshal([]byte(s.ok(name)), v); err != nil {
-		s.t.Errorf("%s: %v", name, err)
-	}
-}
-
-func (s *steps) helperStats(name string) statsJSON {
-	s.t.Helper()
-	var q statsJSON
-	s.decode(name, &q)
-	return q
 }

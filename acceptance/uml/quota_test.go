@@ -1,7 +1,6 @@
 package uml
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -24,8 +23,7 @@ M2=$UML_MNT2
 A=1001
 B=1002
 as() { u=$1; shift; setpriv --reuid=$u --regid=$u --clear-groups "$@"; }
-res() { name=$1; shift; out=$("$@" 2>&1); rc=$?; printf 'RESULT %s rc=%d out=%s\n' "$name" "$rc" "$(printf %s "$out" | tr '\n' '|')"; }
-
+` + resFunc + `
 # Stores a (uid A, on the first XFS) and b (uid B, on the second: one
 # owner per filesystem) are listed; c (uid A) is not.
 chmod 0755 $M $M2
@@ -166,30 +164,6 @@ printf '# taproot stores\n%s\n%s\n' $M/a $M2/b >/etc/taproot/stores
 res pair_after as $A $Q stats $M/a/images/i1
 `
 
-type stepResult struct {
-	rc  int
-	out string
-}
-
-func parseResults(t *testing.T, output string) map[string]stepResult {
-	t.Helper()
-	res := map[string]stepResult{}
-	for _, line := range strings.Split(output, "\n") {
-		rest, ok := strings.CutPrefix(line, "RESULT ")
-		if !ok {
-			continue
-		}
-		name, rest, _ := strings.Cut(rest, " rc=")
-		rcs, out, _ := strings.Cut(rest, " out=")
-		rc, err := strconv.Atoi(rcs)
-		if err != nil {
-			t.Fatalf("bad result line %q", line)
-		}
-		res[name] = stepResult{rc: rc, out: strings.ReplaceAll(out, "|", "\n")}
-	}
-	return res
-}
-
 // buildHelper builds taproot-quota, static, into dir/bin.
 func buildHelper(t *testing.T, dir string) {
 	t.Helper()
@@ -212,66 +186,12 @@ func TestQuotaHelperInUML(t *testing.T) {
 	if testing.Short() {
 		cycles = "10"
 	}
-	res, err := Boot(context.Background(), t, quotaScript, Options{WorkDir: dir, SecondDisk: true, Env: map[string]string{"CYCLES": cycles}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, res := guest(t, quotaScript, Options{WorkDir: dir, SecondDisk: true, Env: map[string]string{"CYCLES": cycles}})
 	t.Logf("UML boot %v, guest run %v, test total %v", res.BootTime.Round(time.Millisecond),
 		res.Duration.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
-	if res.ExitCode != 0 {
-		t.Errorf("guest script exited %d", res.ExitCode)
-	}
-	r := parseResults(t, res.Output)
-	if testing.Verbose() {
-		t.Logf("guest output:\n%s", res.Output)
-	}
-	step := func(name string) stepResult {
-		t.Helper()
-		s, ok := r[name]
-		if !ok {
-			t.Fatalf("step %s missing from guest output:\n%s", name, res.Output)
-		}
-		return s
-	}
-	ok := func(name string) string {
-		t.Helper()
-		s := step(name)
-		if s.rc != 0 {
-			t.Errorf("%s: exit %d, want 0: %s", name, s.rc, s.out)
-		}
-		return strings.TrimSpace(s.out)
-	}
-	refused := func(name, want string) {
-		t.Helper()
-		s := step(name)
-		if s.rc != 1 {
-			t.Errorf("%s: exit %d, want 1 (refused): %s", name, s.rc, s.out)
-		}
-		if !strings.HasPrefix(s.out, "taproot-quota: ") || strings.Count(strings.TrimSpace(s.out), "\n") != 0 {
-			t.Errorf("%s: want one line starting with taproot-quota:, got %q", name, s.out)
-		}
-		if !strings.Contains(s.out, want) {
-			t.Errorf("%s: error %q does not contain %q", name, s.out, want)
-		}
-	}
-	num := func(name string) uint64 {
-		t.Helper()
-		n, err := strconv.ParseUint(ok(name), 10, 64)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		return n
-	}
-	stats := func(name string) statsJSON {
-		t.Helper()
-		var s statsJSON
-		if err := json.Unmarshal([]byte(ok(name)), &s); err != nil {
-			t.Errorf("%s: %v", name, err)
-		}
-		return s
-	}
+	num := func(name string) uint64 { return uint64(r.num(name)) } // the helper's numbers are unsigned
 
-	if got := ok("setuid_bit"); got != "4755:root" {
+	if got := r.ok("setuid_bit"); got != "4755:root" {
 		t.Errorf("helper mode %q, want 4755:root", got)
 	}
 	var cs struct {
@@ -280,28 +200,28 @@ func TestQuotaHelperInUML(t *testing.T) {
 		Enforced   bool   `json:"project_quota_enforced"`
 		Capacity   uint64 `json:"capacity_bytes"`
 	}
-	if err := json.Unmarshal([]byte(ok("check_store")), &cs); err != nil {
+	if err := json.Unmarshal([]byte(r.ok("check_store")), &cs); err != nil {
 		t.Error(err)
 	}
 	if cs.Filesystem != "xfs" || !cs.Acct || !cs.Enforced || cs.Capacity < 400<<20 {
 		t.Errorf("check-store: %+v", cs)
 	}
-	refused("check_store_other", "not by the caller")
+	r.refused("check_store_other", "not by the caller")
 
 	// Limit, project ID and inheritance.
 	ino := num("i1_ino")
-	ok("set_limit")
-	if p := ok("i1_proj"); !strings.Contains(p, fmt.Sprintf("projid = %d", ino)) || !strings.Contains(p, "P") {
+	r.ok("set_limit")
+	if p := r.ok("i1_proj"); !strings.Contains(p, fmt.Sprintf("projid = %d", ino)) || !strings.Contains(p, "P") {
 		t.Errorf("diff of i1 has %q, want projid %d and the P (inherit) flag", p, ino)
 	}
-	if p := ok("i1_work_proj"); !strings.Contains(p, fmt.Sprintf("projid = %d", ino)) {
+	if p := r.ok("i1_work_proj"); !strings.Contains(p, fmt.Sprintf("projid = %d", ino)) {
 		t.Errorf("work of i1 has %q, want projid %d", p, ino)
 	}
-	if s := stats("stats_empty"); s.ProjectID != ino || s.BytesLimit != 10485760 || s.BytesUsed > 64<<10 ||
+	if s := r.helperStats("stats_empty"); s.ProjectID != ino || s.BytesLimit != 10485760 || s.BytesUsed > 64<<10 ||
 		s.InodesLimit != 5120 || s.InodesUsed < 3 || s.InodesUsed > 4 {
 		t.Errorf("stats before writing: %+v, want project %d, limit 10485760 bytes and 5120 inodes, ~0 bytes and 3 inodes (the dir, diff/, work/) used", s, ino)
 	}
-	dd := step("dd_limited")
+	dd := r.step("dd_limited")
 	if dd.rc == 0 {
 		t.Errorf("20 MiB write under a 10 MiB limit succeeded: %s", dd.out)
 	}
@@ -312,31 +232,31 @@ func TestQuotaHelperInUML(t *testing.T) {
 	if written < 9<<20 || written > 10<<20 {
 		t.Errorf("wrote %d bytes under a 10 MiB limit, want about 10 MiB", written)
 	}
-	full := stats("stats_full")
+	full := r.helperStats("stats_full")
 	if d := float64(full.BytesUsed) - float64(written); d < -0.05*float64(written) || d > 0.05*float64(written) {
 		t.Errorf("stats bytes_used %d, wrote %d: more than 5%% apart", full.BytesUsed, written)
 	}
-	if fb := stats("stats_fallback"); fb != full {
+	if fb := r.helperStats("stats_fallback"); fb != full {
 		t.Errorf("quotactl(2) fallback reports %+v, quotactl_fd reports %+v", fb, full)
 	}
-	if s := step("dd_root_limited"); s.rc == 0 || !strings.Contains(s.out, "No space left on device") {
+	if s := r.step("dd_root_limited"); s.rc == 0 || !strings.Contains(s.out, "No space left on device") {
 		t.Errorf("root wrote past the project limit: exit %d %s", s.rc, s.out)
 	}
-	ok("dd_unlimited")
+	r.ok("dd_unlimited")
 	if n := num("size_unlimited"); n != 20<<20 {
 		t.Errorf("unlimited write gave %d bytes, want %d", n, 20<<20)
 	}
-	refused("stats_unlimited", "no project quota from this helper")
+	r.refused("stats_unlimited", "no project quota from this helper")
 
 	// Attacks.
 	// Inodes.
 	i7 := num("i7_ino")
-	ok("i7_set")
-	filled, err := strconv.Atoi(strings.Split(step("i7_fill").out, "\n")[0])
+	r.ok("i7_set")
+	filled, err := strconv.Atoi(strings.Split(r.step("i7_fill").out, "\n")[0])
 	if err != nil {
 		t.Errorf("i7_fill: %v", err)
 	}
-	i7s := stats("i7_stats")
+	i7s := r.helperStats("i7_stats")
 	if i7s.InodesLimit != 100 || i7s.InodesUsed != 100 || i7s.ProjectID != i7 {
 		t.Errorf("after filling i7: %+v, want project %d with 100 of 100 inodes used", i7s, i7)
 	}
@@ -344,10 +264,10 @@ func TestQuotaHelperInUML(t *testing.T) {
 	if filled != 97 {
 		t.Errorf("created %d files under an inode limit of 100 (3 taken), want 97", filled)
 	}
-	if s := step("i7_fill"); s.rc == 0 || !strings.Contains(s.out, "No space left on device") {
+	if s := r.step("i7_fill"); s.rc == 0 || !strings.Contains(s.out, "No space left on device") {
 		t.Errorf("the file past the inode limit: exit %d %q, want ENOSPC", s.rc, s.out)
 	}
-	if s := step("i7_mkdir"); s.rc == 0 || !strings.Contains(s.out, "No space left on device") {
+	if s := r.step("i7_mkdir"); s.rc == 0 || !strings.Contains(s.out, "No space left on device") {
 		t.Errorf("mkdir past the inode limit: exit %d %q, want ENOSPC", s.rc, s.out)
 	}
 	if free := num("i7_ffree"); free < 10000 {
@@ -357,68 +277,68 @@ func TestQuotaHelperInUML(t *testing.T) {
 	}
 
 	victim := num("victim_ino")
-	ok("victim_set")
-	refused("atk_outside", "not inside a store listed")
-	refused("atk_symlink_etc", "symbolic link")
-	refused("atk_symlink_store", "symbolic link")
-	refused("atk_symlink_diff", "symbolic link")
-	refused("atk_dotdot", "not clean")
-	refused("atk_dotdot_escape", "not clean")
-	refused("atk_relative", "not clean and absolute")
-	refused("atk_other_set", "not by the caller")
-	refused("atk_other_clear", "not by the caller")
-	refused("atk_other_stats", "not by the caller")
-	refused("atk_unlisted", "not inside a store listed")
-	refused("atk_env_list", "not inside a store listed")
-	refused("atk_foreign_image", "not by the store's owner")
-	refused("atk_wide_image", "writable by group or others")
+	r.ok("victim_set")
+	r.refused("atk_outside", "not inside a store listed")
+	r.refused("atk_symlink_etc", "symbolic link")
+	r.refused("atk_symlink_store", "symbolic link")
+	r.refused("atk_symlink_diff", "symbolic link")
+	r.refused("atk_dotdot", "not clean")
+	r.refused("atk_dotdot_escape", "not clean")
+	r.refused("atk_relative", "not clean and absolute")
+	r.refused("atk_other_set", "not by the caller")
+	r.refused("atk_other_clear", "not by the caller")
+	r.refused("atk_other_stats", "not by the caller")
+	r.refused("atk_unlisted", "not inside a store listed")
+	r.refused("atk_env_list", "not inside a store listed")
+	r.refused("atk_foreign_image", "not by the store's owner")
+	r.refused("atk_wide_image", "writable by group or others")
 	for _, n := range []string{"size_neg", "size_zero", "size_huge", "size_overflow", "size_unit", "size_hex", "size_garbage", "size_empty", "size_space"} {
-		refused(n, "invalid size")
+		r.refused(n, "invalid size")
 	}
-	refused("size_gt_fs", "larger than the filesystem")
+	r.refused("size_gt_fs", "larger than the filesystem")
 	for _, n := range []string{"ino_zero", "ino_neg", "ino_unit"} {
-		refused(n, "invalid inode count")
+		r.refused(n, "invalid inode count")
 	}
-	refused("ino_gt_fs", "more than the filesystem")
-	if s := step("ino_missing"); s.rc != 2 {
+	r.refused("ino_gt_fs", "more than the filesystem")
+	if s := r.step("ino_missing"); s.rc != 2 {
 		t.Errorf("set-limit without an inode count: exit %d, want 2 (usage): %s", s.rc, s.out)
 	}
-	ok("steal_chproj")
-	if p := ok("steal_lsproj"); !strings.Contains(p, fmt.Sprintf("projid = %d", ino)) {
+	r.ok("steal_chproj")
+	if p := r.ok("steal_lsproj"); !strings.Contains(p, fmt.Sprintf("projid = %d", ino)) {
 		t.Errorf("the kernel did not let the owner set a project ID (%q): update doc.go", p)
 	}
-	refused("steal_stats", "no project quota from this helper")
-	ok("steal_set")
-	if p := ok("steal_after_set"); strings.Contains(p, fmt.Sprintf("projid = %d", ino)) {
+	r.refused("steal_stats", "no project quota from this helper")
+	r.ok("steal_set")
+	if p := r.ok("steal_after_set"); strings.Contains(p, fmt.Sprintf("projid = %d", ino)) {
 		t.Errorf("set-limit kept the stolen project ID: %q", p)
 	}
-	ok("steal_clear")
-	if s := stats("victim_stats"); s.ProjectID != ino || s.BytesLimit != 10485760 || s.InodesLimit != 5120 {
+	r.ok("steal_clear")
+	if s := r.helperStats("victim_stats"); s.ProjectID != ino || s.BytesLimit != 10485760 || s.InodesLimit != 5120 {
 		t.Errorf("the stolen project's quota changed: %+v, want project %d limits 10485760 bytes, 5120 inodes", s, ino)
 	}
-	if s := stats("root_stats"); s.ProjectID != victim {
+	if s := r.helperStats("root_stats"); s.ProjectID != victim {
 		t.Errorf("root's stats of a listed store: %+v", s)
 	}
 
 	// overlayfs copy-up needs work/ in the upper dir's project.
 	i4 := num("i4_ino")
-	ok("i4_set")
-	if got := ok("copyup_same"); got != "base\nmore" {
+	r.ok("i4_set")
+	if got := r.ok("copyup_same"); got != "base\nmore" {
 		t.Errorf("copy-up with work/ in the project gave %q", got)
 	}
-	if s := step("copyup_split"); s.rc == 0 {
+	if s := r.step("copyup_split"); s.rc == 0 {
 		t.Errorf("copy-up with work/ outside the project succeeded; the EXDEV note in doc.go is wrong")
 	} else {
 		t.Logf("copy-up with work/ outside the upper dir's project fails: %s", strings.TrimSpace(s.out))
 	}
 
 	// Cycles leave nothing behind.
-	if c := ok("cycles"); c != "n="+cycles+" fails=0" {
+	if c := r.ok("cycles"); c != "n="+cycles+" fails=0" {
 		t.Errorf("cycles: %s", c)
 	}
-	ok("cycle_rm")
+	r.ok("cycle_rm")
 	left := map[uint64]bool{}
-	for _, line := range strings.Split(ok("report"), "\n") {
+	for _, line := range strings.Split(r.ok("report"), "\n") {
 		f := strings.Fields(line)
 		if len(f) < 2 || !strings.HasPrefix(f[0], "#") {
 			continue
@@ -433,7 +353,7 @@ func TestQuotaHelperInUML(t *testing.T) {
 	if !left[ino] || !left[i7] {
 		t.Errorf("xfs_quota report lacks the live projects %d and %d: %v", ino, i7, left)
 	}
-	cyc := strings.Fields(ok("cycle_ids"))
+	cyc := strings.Fields(r.ok("cycle_ids"))
 	if strconv.Itoa(len(cyc)) != cycles {
 		t.Errorf("got %d cycle IDs", len(cyc))
 	}
@@ -452,15 +372,15 @@ func TestQuotaHelperInUML(t *testing.T) {
 
 	// One owner per filesystem.
 	const shared = "one filesystem holds the quota stores of two owners"
-	refused("pair_a", shared)
-	refused("pair_b", shared)
-	refused("pair_root", shared)
-	refused("pair_check_store", shared)
-	if s := step("pair_a"); !strings.Contains(s.out, "--store-size-bytes") {
+	r.refused("pair_a", shared)
+	r.refused("pair_b", shared)
+	r.refused("pair_root", shared)
+	r.refused("pair_check_store", shared)
+	if s := r.step("pair_a"); !strings.Contains(s.out, "--store-size-bytes") {
 		t.Errorf("the refusal does not say what to do: %s", s.out)
 	}
-	ok("pair_other_fs")
-	ok("pair_after")
+	r.ok("pair_other_fs")
+	r.ok("pair_after")
 }
 
 type statsJSON struct {

@@ -24,18 +24,7 @@ import (
 // |>" line per step (parseResults); the host asserts on each.
 const taprootScript = `
 S=$UML_MNT/store
-T=$UML_TMP
-B=$T/bin
-H=$T/home
-Q=$B/taproot-quota
-mkdir -p $B $H
-cp "$UML_WORK/bin/taproot" "$UML_WORK/bin/taproot-quota" "$UML_WORK/bin/mkbundle" $B/
-chown 0:0 $Q && chmod 4755 $Q
-chown $U:$G $H
-as() { setpriv --reuid=$U --regid=$G --init-groups env HOME=$H XDG_RUNTIME_DIR=$H "$@"; }
-tp() { as $B/taproot --store $S "$@"; }
-res() { name=$1; shift; out=$("$@" 2>&1); rc=$?; printf 'RESULT %s rc=%d out=%s\n' "$name" "$rc" "$(printf %s "$out" | tr '\n' '|')"; }
-report() { xfs_quota -x -c 'report -p -n -N' $UML_MNT; }
+` + taprootPrologue + `report() { xfs_quota -x -c 'report -p -n -N' $UML_MNT; }
 
 res setuid_bit stat -c %a:%U:%G $Q
 res tmp_opts awk -v m="$T" '$2==m{print $4}' /proc/mounts
@@ -192,6 +181,48 @@ func buildTaproot(t testing.TB, dir string) (ref string) {
 	return filepath.Join(dir, "img") + ":t"
 }
 
+// taprootPrologue starts a guest script that runs taproot (store $S) as
+// the test user ($U:$G): the binaries buildTaproot made copied into the
+// guest's tmpfs, taproot-quota setuid root, and the shell functions as
+// (run as the test user), tp (taproot as the test user) and res.
+const taprootPrologue = `T=$UML_TMP
+B=$T/bin
+H=$T/home
+Q=$B/taproot-quota
+mkdir -p $B $H
+cp "$UML_WORK/bin/taproot" "$UML_WORK/bin/taproot-quota" "$UML_WORK/bin/mkbundle" $B/
+chown 0:0 $Q && chmod 4755 $Q
+chown $U:$G $H
+as() { setpriv --reuid=$U --regid=$G --init-groups env HOME=$H XDG_RUNTIME_DIR=$H "$@"; }
+tp() { as $B/taproot --store $S "$@"; }
+` + resFunc
+
+// taprootHost is the host side of a guest that runs taproot as the test
+// user: the binaries and the busybox image built into dir (buildTaproot).
+type taprootHost struct {
+	dir, uid, gid, ref string
+	start              time.Time
+	built              time.Duration // the host build
+}
+
+// newTaprootHost skips the test without UML, and builds into a new dir.
+func newTaprootHost(t *testing.T) *taprootHost {
+	t.Helper()
+	SkipIfUnavailable(t)
+	h := &taprootHost{start: time.Now(), dir: t.TempDir()}
+	h.uid, h.gid = testUser(t)
+	h.ref = buildTaproot(t, h.dir)
+	h.built = time.Since(h.start)
+	return h
+}
+
+// logTimes logs where the test's time went.
+func (h *taprootHost) logTimes(t *testing.T, res *Result) {
+	t.Helper()
+	t.Logf("host build %v, UML boot %v, guest run %v, test total %v", h.built.Round(time.Millisecond),
+		res.BootTime.Round(time.Millisecond), res.Duration.Round(time.Millisecond), time.Since(h.start).Round(time.Millisecond))
+}
+
 // testUser is the unprivileged user the guest runs taproot as.
 func testUser(t testing.TB) (uid, gid string) {
 	t.Helper()
@@ -245,12 +276,8 @@ type diskUsage struct {
 }
 
 func TestTaprootQuotaInUML(t *testing.T) {
-	SkipIfUnavailable(t)
-	start := time.Now()
-	dir := t.TempDir()
-	uid, gid := testUser(t)
-	ref := buildTaproot(t, dir)
-	built := time.Since(start)
+	h := newTaprootHost(t)
+	dir, uid, gid, ref := h.dir, h.uid, h.gid, h.ref
 	// Each cycle starts five Go processes in the guest (create, set-limit,
 	// delete, clear, reclaim): 1.4-3.7 s a cycle, depending on the host's load.
 	cycles := 50
@@ -264,82 +291,15 @@ func TestTaprootQuotaInUML(t *testing.T) {
 		}
 		cycles = n
 	}
-	res, err := Boot(context.Background(), t, taprootScript, Options{
+	r, res := guest(t, taprootScript, Options{
 		WorkDir: dir,
 		Timeout: 10 * time.Minute,
 		Env:     map[string]string{"U": uid, "G": gid, "IMG": ref, "CYCLES": strconv.Itoa(cycles)},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if testing.Verbose() {
-		t.Logf("guest output:\n%s", res.Output)
-	}
-	if res.ExitCode != 0 {
-		t.Errorf("guest script exited %d", res.ExitCode)
-	}
-	r := parseResults(t, res.Output)
-	// These helpers only use t.Errorf, so that the runc subtest may call
-	// them too; a missing step reads as a failed one.
-	shown := false
-	step := func(name string) stepResult {
-		t.Helper()
-		s, ok := r[name]
-		if !ok {
-			t.Errorf("step %s missing from the guest output", name)
-			if !shown {
-				shown = true
-				t.Logf("guest output:\n%s", res.Output)
-			}
-			return stepResult{rc: -1}
-		}
-		return s
-	}
-	ok := func(name string) string {
-		t.Helper()
-		s := step(name)
-		if s.rc != 0 {
-			t.Errorf("%s: exit %d, want 0: %s", name, s.rc, s.out)
-		}
-		return strings.TrimSpace(s.out)
-	}
-	fails := func(name string, want ...string) string {
-		t.Helper()
-		s := step(name)
-		if s.rc == 0 {
-			t.Errorf("%s succeeded, want a failure: %s", name, s.out)
-		}
-		for _, w := range want {
-			if !strings.Contains(s.out, w) {
-				t.Errorf("%s: error %q does not say %q", name, strings.TrimSpace(s.out), w)
-			}
-		}
-		return strings.TrimSpace(s.out)
-	}
-	num := func(name string) int64 {
-		t.Helper()
-		n, err := strconv.ParseInt(ok(name), 10, 64)
-		if err != nil {
-			t.Errorf("%s: %v", name, err)
-		}
-		return n
-	}
-	decode := func(name string, v any) {
-		t.Helper()
-		if err := json.Unmarshal([]byte(ok(name)), v); err != nil {
-			t.Errorf("%s: %v", name, err)
-		}
-	}
-	helperStats := func(name string) statsJSON {
-		t.Helper()
-		var s statsJSON
-		decode(name, &s)
-		return s
-	}
 	stats := func(name string) diskUsage {
 		t.Helper()
 		var d diskUsage
-		decode(name, &d)
+		r.decode(name, &d)
 		return d
 	}
 	within5 := func(what string, got, want int64) {
@@ -352,91 +312,91 @@ func TestTaprootQuotaInUML(t *testing.T) {
 	store := filepath.Join(dir, "mnt", "store")
 
 	// Setup.
-	if got := ok("setuid_bit"); got != "4755:root:root" {
+	if got := r.ok("setuid_bit"); got != "4755:root:root" {
 		t.Errorf("taproot-quota in the guest is %q, want 4755:root:root", got)
 	}
-	if o := ok("tmp_opts"); strings.Contains(o, "nosuid") {
+	if o := r.ok("tmp_opts"); strings.Contains(o, "nosuid") {
 		t.Errorf("the guest tmpfs holding taproot-quota is mounted %s: setuid would do nothing", o)
 	}
 
 	// init-store.
-	fails("init_nonroot", "must run as root")
+	r.fails("init_nonroot", "must run as root")
 	var initOut struct {
 		Store      string `json:"store"`
 		Quota      bool   `json:"quota"`
 		Filesystem string `json:"filesystem"`
 	}
-	decode("init", &initOut)
+	r.decode("init", &initOut)
 	if initOut.Store != store || !initOut.Quota || initOut.Filesystem != "xfs" {
 		t.Errorf("init-store printed %+v, want store %s with quota on xfs", initOut, store)
 	}
-	if got := ok("stores"); got != store {
+	if got := r.ok("stores"); got != store {
 		t.Errorf("/etc/taproot/stores is %q, want just %q", got, store)
 	}
-	if got := ok("stores_mode"); got != "644:root" {
+	if got := r.ok("stores_mode"); got != "644:root" {
 		t.Errorf("/etc/taproot/stores mode %q, want 644:root", got)
 	}
-	if got := ok("store_owner"); got != uid+":"+gid {
+	if got := r.ok("store_owner"); got != uid+":"+gid {
 		t.Errorf("store owned by %s, want %s:%s", got, uid, gid)
 	}
-	if a, b := ok("init_again"), ok("init"); a != b {
+	if a, b := r.ok("init_again"), r.ok("init"); a != b {
 		t.Errorf("init-store again printed %q, first %q", a, b)
 	}
-	if got := ok("stores_again"); got != store {
+	if got := r.ok("stores_again"); got != store {
 		t.Errorf("after a second init-store /etc/taproot/stores is %q, want just %q", got, store)
 	}
-	fails("init_tmpfs", "project quotas are off", "tmpfs", "pquota")
-	fails("init_tmpfs_left")
-	if got := ok("stores_after_tmpfs"); got != store {
+	r.fails("init_tmpfs", "project quotas are off", "tmpfs", "pquota")
+	r.fails("init_tmpfs_left")
+	if got := r.ok("stores_after_tmpfs"); got != store {
 		t.Errorf("a refused init-store changed /etc/taproot/stores: %q", got)
 	}
 	var cs struct {
 		Capacity uint64 `json:"capacity_bytes"`
 		Enforced bool   `json:"project_quota_enforced"`
 	}
-	decode("check_store", &cs)
+	r.decode("check_store", &cs)
 	if !cs.Enforced {
 		t.Errorf("check-store: project quota not enforced: %+v", cs)
 	}
 
 	// The base size and the unlimited image.
-	ok("create_free")
-	base := num("base")
+	r.ok("create_free")
+	base := r.num("base")
 	if base < 1<<20 || base > 4<<20 {
 		t.Fatalf("base size %d: want about the size of busybox", base)
 	}
-	freeIno := uint64(num("free_ino"))
+	freeIno := uint64(r.num("free_ino"))
 
 	// Limits at or below the base.
-	fails("create_below", "disk limit is smaller than the image's base size")
-	fails("create_equal", "disk limit is smaller than the image's base size")
-	if got := ok("images_after_below"); got != "imgfree" {
+	r.fails("create_below", "disk limit is smaller than the image's base size")
+	r.fails("create_equal", "disk limit is smaller than the image's base size")
+	if got := r.ok("images_after_below"); got != "imgfree" {
 		t.Errorf("after the refused creates images/ holds %q, want only imgfree", got)
 	}
-	if got := ok("locks_after_below"); strings.Contains(got, "img0") {
+	if got := r.ok("locks_after_below"); strings.Contains(got, "img0") {
 		t.Errorf("a refused create left a lock: %q", got)
 	}
-	if got := ok("tmp_after_below"); got != "" {
+	if got := r.ok("tmp_after_below"); got != "" {
 		t.Errorf("a refused create left tmp/ debris: %q", got)
 	}
-	if ids := projectIDs(quotaReport(t, ok("report_after_below"))); fmt.Sprint(ids) != fmt.Sprint([]uint64{0, freeIno}) {
+	if ids := projectIDs(quotaReport(t, r.ok("report_after_below"))); fmt.Sprint(ids) != fmt.Sprint([]uint64{0, freeIno}) {
 		t.Errorf("projects after the refused creates: %v, want [0 %d]", ids, freeIno)
 	}
 
 	// base + 10 MiB.
-	ok("create1")
-	ino1 := uint64(num("img1_ino"))
-	if got := ok("img1_diff_owner"); got != uid {
+	r.ok("create1")
+	ino1 := uint64(r.num("img1_ino"))
+	if got := r.ok("img1_diff_owner"); got != uid {
 		t.Errorf("diff/ is owned by %s, want container root = the test user %s", got, uid)
 	}
-	if p := ok("img1_proj"); !strings.Contains(p, fmt.Sprintf("projid = %d", ino1)) {
+	if p := r.ok("img1_proj"); !strings.Contains(p, fmt.Sprintf("projid = %d", ino1)) {
 		t.Errorf("diff/ of img1: %q, want projid %d", p, ino1)
 	}
-	if q := helperStats("img1_quota"); q.ProjectID != ino1 || q.BytesLimit != 10*MiB || q.BytesUsed > 64<<10 {
+	if q := r.helperStats("img1_quota"); q.ProjectID != ino1 || q.BytesLimit != 10*MiB || q.BytesUsed > 64<<10 {
 		t.Errorf("img1's quota %+v, want project %d with a limit of exactly 10 MiB (limit - base), ~0 used", q, ino1)
 	}
-	fails("dd1", "No space left on device")
-	w1 := num("size1")
+	r.fails("dd1", "No space left on device")
+	w1 := r.num("size1")
 	if w1 < 9*MiB || w1 > 10*MiB {
 		t.Errorf("wrote %d bytes under a 10 MiB upper limit, want 9-10 MiB", w1)
 	}
@@ -447,13 +407,13 @@ func TestTaprootQuotaInUML(t *testing.T) {
 	}
 
 	// --exclude-image-from-quota.
-	ok("create2")
-	ino2 := uint64(num("img2_ino"))
-	if q := helperStats("img2_quota"); q.BytesLimit != 10*MiB {
+	r.ok("create2")
+	ino2 := uint64(r.num("img2_ino"))
+	if q := r.helperStats("img2_quota"); q.BytesLimit != 10*MiB {
 		t.Errorf("--exclude-image-from-quota: upper limit %d, want the full 10 MiB", q.BytesLimit)
 	}
-	fails("dd2", "No space left on device")
-	w2 := num("size2")
+	r.fails("dd2", "No space left on device")
+	w2 := r.num("size2")
 	if w2 < 10*MiB-base+MiB/2 || w2 > 10*MiB {
 		t.Errorf("--exclude-image-from-quota: wrote %d bytes under a 10 MiB limit, want more than 10 MiB - base (%d) and at most 10 MiB", w2, 10*MiB-base)
 	}
@@ -464,15 +424,15 @@ func TestTaprootQuotaInUML(t *testing.T) {
 	}
 
 	// No limit.
-	if q := helperStats("free_quota"); q.ProjectID != freeIno || q.BytesLimit < 400*MiB {
+	if q := r.helperStats("free_quota"); q.ProjectID != freeIno || q.BytesLimit < 400*MiB {
 		t.Errorf("imgfree's quota %+v: want project %d limited to the filesystem's size", q, freeIno)
 	}
-	ok("dd_free")
-	if n := num("size_free"); n != 20*MiB {
+	r.ok("dd_free")
+	if n := r.num("size_free"); n != 20*MiB {
 		t.Errorf("unlimited write gave %d bytes, want %d", n, 20*MiB)
 	}
-	ok("dd_hidden")
-	fails("hidden_unreadable", "Permission denied")
+	r.ok("dd_hidden")
+	r.fails("hidden_unreadable", "Permission denied")
 	sf := stats("stats_free")
 	within5("imgfree exclusive bytes (20 MiB + 4 MiB the user cannot read)", sf.DiskUsage.Exclusive, 24*MiB)
 	if sf.DiskUsage.Total != base+sf.DiskUsage.Exclusive {
@@ -482,13 +442,13 @@ func TestTaprootQuotaInUML(t *testing.T) {
 	// runc.
 	live := map[uint64]string{0: "none", freeIno: "imgfree", ino1: "img1", ino2: "img2"}
 	t.Run("runc", func(t *testing.T) {
-		if s, missing := r["runc_missing"]; missing {
+		if s, missing := r.r["runc_missing"]; missing {
 			t.Skipf("no container run: %s", s.out)
 		}
-		ok("create_run")
-		live[uint64(num("run_ino"))] = "imgrun"
-		ok("mkbundle")
-		s := step("runc")
+		r.ok("create_run")
+		live[uint64(r.num("run_ino"))] = "imgrun"
+		r.ok("mkbundle")
+		s := r.step("runc")
 		if s.rc != 0 {
 			t.Fatalf("runc run: exit %d:\n%s", s.rc, s.out)
 		}
@@ -502,7 +462,7 @@ func TestTaprootQuotaInUML(t *testing.T) {
 		if !strings.Contains(s.out, "No space left on device") || !strings.Contains(s.out, "\ndd=1\n") {
 			t.Errorf("the container's write past its limit did not fail with ENOSPC:\n%s", s.out)
 		}
-		n := num("run_size")
+		n := r.num("run_size")
 		if !strings.Contains(s.out, fmt.Sprintf("size=%d", n)) {
 			t.Errorf("the container saw a size other than the upper dir's %d:\n%s", n, s.out)
 		}
@@ -514,17 +474,17 @@ func TestTaprootQuotaInUML(t *testing.T) {
 
 	// Cycles: every project left is a live image's (a cycle's project
 	// left behind, limited or just charged, is not).
-	if c := ok("cycles"); c != fmt.Sprintf("n=%d fails=0", cycles) {
+	if c := r.ok("cycles"); c != fmt.Sprintf("n=%d fails=0", cycles) {
 		t.Errorf("create/delete cycles: %s", c)
 	}
-	t.Logf("%d create/delete cycles took %s ms in the guest", cycles, ok("cycles_ms"))
-	if got := ok("reclaim"); got != "" {
+	t.Logf("%d create/delete cycles took %s ms in the guest", cycles, r.ok("cycles_ms"))
+	if got := r.ok("reclaim"); got != "" {
 		t.Errorf("background reclaim left %q in tmp/", got)
 	}
-	if imgs := ok("images_after_cycles"); strings.Contains(imgs, "cyc") {
+	if imgs := r.ok("images_after_cycles"); strings.Contains(imgs, "cyc") {
 		t.Errorf("images after the cycles: %q", imgs)
 	}
-	rep := quotaReport(t, ok("report_after_cycles"))
+	rep := quotaReport(t, r.ok("report_after_cycles"))
 	for id, v := range rep {
 		if _, ok := live[id]; !ok {
 			t.Errorf("project %d is in the report after the cycles (used KiB, hard limit KiB: %v); live images: %v", id, v, live)
@@ -541,9 +501,9 @@ func TestTaprootQuotaInUML(t *testing.T) {
 	var capOut struct {
 		Capacity *uint64 `json:"capacity"`
 	}
-	capText := ok("capacity")
-	decode("capacity", &capOut)
-	f := strings.Fields(ok("statfs"))
+	capText := r.ok("capacity")
+	r.decode("capacity", &capOut)
+	f := strings.Fields(r.ok("statfs"))
 	var blocks, bsize uint64
 	if len(f) == 2 {
 		blocks, _ = strconv.ParseUint(f[0], 10, 64)
@@ -560,54 +520,53 @@ func TestTaprootQuotaInUML(t *testing.T) {
 		Store string `json:"store"`
 		Quota bool   `json:"quota"`
 	}
-	decode("loop_init", &loopInit)
+	r.decode("loop_init", &loopInit)
 	loopStore := filepath.Join(dir, "tmp", "loopstore")
 	if loopInit.Store != loopStore || !loopInit.Quota {
 		t.Errorf("init-store --store-size-bytes printed %+v, want %s with quota", loopInit, loopStore)
 	}
-	if m := ok("loop_mount"); !strings.HasPrefix(m, "xfs ") || !strings.Contains(m, "prjquota") {
+	if m := r.ok("loop_mount"); !strings.HasPrefix(m, "xfs ") || !strings.Contains(m, "prjquota") {
 		t.Errorf("the loop-backed store is mounted %q, want xfs with prjquota", m)
 	}
-	if a, b := ok("loop_init_again"), ok("loop_init"); a != b {
+	if a, b := r.ok("loop_init_again"), r.ok("loop_init"); a != b {
 		t.Errorf("init-store --store-size-bytes again printed %q, first %q", a, b)
 	}
-	if n := ok("loop_listed"); n != "1" {
+	if n := r.ok("loop_listed"); n != "1" {
 		t.Errorf("the loop-backed store is listed %s times in /etc/taproot/stores, want once", n)
 	}
-	ok("loop_create")
-	if q := helperStats("loop_quota"); q.BytesLimit != MiB {
+	r.ok("loop_create")
+	if q := r.helperStats("loop_quota"); q.BytesLimit != MiB {
 		t.Errorf("image on the loop-backed store: quota %+v, want a 1 MiB limit", q)
 	}
-	ok("loop_delete_store")
-	if left := ok("loop_left"); strings.Contains(left, "loopstore") {
+	r.ok("loop_delete_store")
+	if left := r.ok("loop_left"); strings.Contains(left, "loopstore") {
 		t.Errorf("delete-store left %q in %s", left, filepath.Dir(loopStore))
 	}
-	if m := ok("loop_mounted"); m != "" {
+	if m := r.ok("loop_mounted"); m != "" {
 		t.Errorf("delete-store left the loop-backed store mounted: %q", m)
 	}
-	if s := step("loop_listed_after"); strings.TrimSpace(s.out) != "0" {
+	if s := r.step("loop_listed_after"); strings.TrimSpace(s.out) != "0" {
 		t.Errorf("delete-store left the loop-backed store listed: %q", s.out)
 	}
 
 	// delete-store.
-	fails("delete_store_nonroot", "must run as root")
-	ok("delete_store")
-	if got := ok("stores_after_delete"); strings.Contains(got, store) {
+	r.fails("delete_store_nonroot", "must run as root")
+	r.ok("delete_store")
+	if got := r.ok("stores_after_delete"); strings.Contains(got, store) {
 		t.Errorf("delete-store left %q in /etc/taproot/stores", got)
 	}
-	fails("store_left", "No such file")
-	if got := ok("mount_kept"); got != "xfs" {
+	r.fails("store_left", "No such file")
+	if got := r.ok("mount_kept"); got != "xfs" {
 		t.Errorf("delete-store of an --xfs-mount store unmounted it (%q)", got)
 	}
-	for id, v := range quotaReport(t, ok("report_after_delete_store")) {
+	for id, v := range quotaReport(t, r.ok("report_after_delete_store")) {
 		if id != 0 {
 			t.Errorf("delete-store left project %d with %v (used KiB, hard limit KiB)", id, v)
 		}
 	}
-	ok("delete_store_again")
+	r.ok("delete_store_again")
 
-	t.Logf("host build %v, UML boot %v, guest run %v, test total %v", built.Round(time.Millisecond),
-		res.BootTime.Round(time.Millisecond), res.Duration.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	h.logTimes(t, res)
 }
 
 // statsBenchScript times `taproot stats` of an image with 1 MiB written and

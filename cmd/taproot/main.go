@@ -1,23 +1,28 @@
-// Command taproot is the rootless image plugin; see internal/cli.
+// Command taproot is the rootless image plugin. main does two things, in
+// this order: worker.Main, which serves the store's user-namespace worker
+// request and exits when this process was started as the worker (the
+// store re-runs this binary for that; see package worker), and otherwise
+// returns at once; then cli.Main, the cobra command tree (package
+// internal/cli), whose commands call the use cases of package builder.
+// It imports nothing else (internal/depcheck pins that, and that the
+// setuid helper's package quotahelper is not linked in).
 package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/taproot-dev/taproot/internal/cli"
-	"github.com/taproot-dev/taproot/internal/userns"
+	"github.com/taproot-dev/taproot/worker"
 )
 
 func main() {
-	// A rootless worker child waits here for its ID maps, then re-execs.
-	if err := userns.MaybeReexec(); err != nil {
-		fmt.Fprintf(os.Stderr, "taproot: %s\n", err)
-		os.Exit(1)
-	}
+	// The store re-runs this binary as its user-namespace worker: then
+	// this serves the worker's request and exits, before any flag or
+	// config is read (the worker reads neither).
+	worker.Main()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Main(ctx, os.Args[1:], cli.Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
 	stop()

@@ -2,18 +2,14 @@ package cli
 
 import (
 	"encoding/json"
-	"fmt"
 
 	"github.com/spf13/cobra"
-	"github.com/taproot-dev/taproot/store"
+	"github.com/taproot-dev/taproot/builder"
 )
-
-// errDamaged makes check exit non-zero after printing its report.
-var errDamaged = fmt.Errorf("%w; run taproot check --repair", errStoreDamaged)
 
 // NewCmdCheck returns `taproot check`.
 func NewCmdCheck(g *globals) *cobra.Command {
-	var opts store.CheckOptions
+	var req builder.CheckRequest
 	cmd := &cobra.Command{
 		Use:   "check [--quick] [--repair]",
 		Short: "Verify every layer against its recorded tar metadata; --repair fixes the store",
@@ -35,29 +31,18 @@ creates them again), recreates links and removes debris.`,
 		Example: "  taproot check\n  taproot check --repair\n  taproot check --quick --repair   # at boot",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, ok, err := g.openExistingStore(cmd.Context())
-			if err != nil {
-				return err
+			rep, err := g.b.Check(cmd.Context(), req)
+			if rep != nil {
+				enc := json.NewEncoder(g.streams.Out)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(rep); err != nil {
+					return err
+				}
 			}
-			if !ok {
-				return fmt.Errorf("%w at %s", errNoStore, g.storePath)
-			}
-			rep, err := st.Check(cmd.Context(), opts)
-			if err != nil {
-				return err
-			}
-			enc := json.NewEncoder(g.streams.Out)
-			enc.SetIndent("", "  ")
-			if err := enc.Encode(rep); err != nil {
-				return err
-			}
-			if !rep.Healthy && !rep.Repaired {
-				return errDamaged
-			}
-			return nil
+			return err
 		},
 	}
-	cmd.Flags().BoolVar(&opts.Repair, "repair", false, "remove damaged layers and images and debris, fix links")
-	cmd.Flags().BoolVar(&opts.Quick, "quick", false, "compare file sizes with the tar metadata instead of reading every file")
+	cmd.Flags().BoolVar(&req.Repair, "repair", false, "remove damaged layers and images and debris, fix links")
+	cmd.Flags().BoolVar(&req.Quick, "quick", false, "compare file sizes with the tar metadata instead of reading every file")
 	return cmd
 }

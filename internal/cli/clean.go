@@ -4,8 +4,7 @@ import (
 	"encoding/json"
 
 	"github.com/spf13/cobra"
-	"github.com/taproot-dev/taproot/gc"
-	"github.com/taproot-dev/taproot/spec"
+	"github.com/taproot-dev/taproot/builder"
 )
 
 // NewCmdClean returns `taproot clean`.
@@ -23,27 +22,17 @@ it does nothing unless the layers take more than that many bytes. Prints
 		Example: "  taproot clean\n  taproot clean --threshold-bytes 10737418240",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			out := spec.CleanResult{}
-			st, ok, err := g.openExistingStore(cmd.Context())
+			var req builder.CleanRequest
+			if cmd.Flags().Changed("threshold-bytes") {
+				req.ThresholdBytes = &threshold
+			}
+			res, err := g.b.Clean(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
-			if ok {
-				if !cmd.Flags().Changed("threshold-bytes") {
-					threshold = g.cfg.Clean.ThresholdBytes
-				}
-				res, err := gc.Collect(cmd.Context(), st, gc.Options{ThresholdBytes: threshold})
-				if err != nil {
-					return err
-				}
-				if res.Skipped {
-					g.log.Info("store is under the threshold; nothing removed", "threshold_bytes", threshold)
-				}
-				out = spec.CleanResult{ReclaimedBytes: res.ReclaimedBytes, LayersRemoved: res.LayersRemoved}
-			}
-			return json.NewEncoder(g.streams.Out).Encode(out)
+			return json.NewEncoder(g.streams.Out).Encode(res)
 		},
 	}
-	cmd.Flags().Int64Var(&threshold, "threshold-bytes", 0, "only clean when the store's layers take more than this (0 = always)")
+	cmd.Flags().Int64Var(&threshold, "threshold-bytes", 0, "only clean when the store's layers take more than this (0 = always; default [clean] threshold_bytes)")
 	return cmd
 }

@@ -1,13 +1,8 @@
 package cli
 
 import (
-	"errors"
-	"os"
-	"path/filepath"
-
 	"github.com/spf13/cobra"
-	"github.com/taproot-dev/taproot/store"
-	"golang.org/x/sys/unix"
+	"github.com/taproot-dev/taproot/builder"
 )
 
 // NewCmdDelete returns `taproot delete`.
@@ -21,35 +16,21 @@ retry a delete safely.`,
 		Example: `  taproot delete web-1`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id := args[0]
-			if err := store.ValidateID(id); err != nil {
-				return err
-			}
-			st, ok, err := g.openExistingStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if !ok {
-				g.log.Warn("nothing to delete: image not found", "id", id, "store", g.storePath)
-				return nil
-			}
-			// Undo --with-mount; EINVAL means it was not mounted.
-			rootfs := filepath.Join(st.Root(), "images", id, "rootfs")
-			if os.Geteuid() == 0 {
-				if err := unix.Unmount(rootfs, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-					return &os.PathError{Op: "unmount", Path: rootfs, Err: err}
-				}
-			}
-			err = st.Delete(cmd.Context(), id)
-			if errors.Is(err, store.ErrImageNotFound) {
-				g.log.Warn("nothing to delete: image not found", "id", id)
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			g.startReclaim(st.Root())
-			return nil
+			_, err := g.b.Delete(cmd.Context(), builder.DeleteRequest{ID: args[0]})
+			return err
+		},
+	}
+}
+
+// NewCmdReclaim is the hidden command delete starts in the background to
+// remove the files of deleted images.
+func NewCmdReclaim(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:    builder.ReclaimCommand,
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.b.Reclaim(cmd.Context())
 		},
 	}
 }

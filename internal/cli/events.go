@@ -9,8 +9,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	"github.com/taproot-dev/taproot/fetcher"
-	"github.com/taproot-dev/taproot/store"
+	"github.com/taproot-dev/taproot/builder"
 	"golang.org/x/sys/unix"
 )
 
@@ -94,7 +93,7 @@ func (e *events) emit(kind string, fields map[string]any) {
 }
 
 // resolved reports the image: reference, manifest digest and layers.
-func (e *events) resolved(img *fetcher.Image) {
+func (e *events) resolved(img builder.Image) {
 	if e == nil {
 		return
 	}
@@ -111,7 +110,7 @@ func (e *events) resolved(img *fetcher.Image) {
 		}
 		ls = append(ls, map[string]any{"index": i, "blob_digest": l.BlobDigest, "diff_id": l.DiffID, "media_type": l.MediaType, "size": l.Size})
 	}
-	e.emit("resolved", map[string]any{"ref": img.Ref.String(), "manifest_digest": img.ManifestDigest, "layers": ls, "resolve_ms": ms(e.resolvedAt.Sub(e.start))})
+	e.emit("resolved", map[string]any{"ref": img.Ref, "manifest_digest": img.ManifestDigest, "layers": ls, "resolve_ms": ms(e.resolvedAt.Sub(e.start))})
 }
 
 // track counts the bytes of layer i's stream: layer_started now,
@@ -163,14 +162,14 @@ func (e *events) read(i int, n int64, final bool) {
 	}
 }
 
-// store receives the store's reports (store.Options.Progress).
-func (e *events) store(p store.Progress) {
+// event receives the store's reports (builder.Hooks.Event).
+func (e *events) event(p builder.Event) {
 	if e == nil {
 		return
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if p.Kind == store.Squashed {
+	if p.Kind == builder.Squashed {
 		e.emit("squashed", map[string]any{"layers": p.Layers})
 		return
 	}
@@ -183,10 +182,10 @@ func (e *events) store(p store.Progress) {
 	for _, i := range idx {
 		l := e.layers[i]
 		switch p.Kind {
-		case store.LayerCached:
+		case builder.LayerCached:
 			e.cached++
 			e.emit("layer_cached", map[string]any{"index": i, "diff_id": p.DiffID})
-		case store.LayerUnpacked:
+		case builder.LayerUnpacked:
 			e.fetched++
 			if p.Verified {
 				e.emit("layer_verified", map[string]any{"index": i, "blob_digest": l.blob, "diff_id": p.DiffID})

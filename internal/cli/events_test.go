@@ -8,30 +8,29 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
-	"github.com/taproot-dev/taproot/fetcher"
-	"github.com/taproot-dev/taproot/store"
+	"github.com/taproot-dev/taproot/builder"
 )
 
 func TestEventsStream(t *testing.T) {
 	var buf bytes.Buffer
 	e := newEvents(&buf)
 	blob := []byte(strings.Repeat("x", 100))
-	img := fetcher.Image{
+	img := builder.Image{
 		ManifestDigest: digest.FromString("manifest"),
-		Layers: []fetcher.Layer{
+		Layers: []builder.Layer{
 			{BlobDigest: digest.FromString("b0"), DiffID: digest.FromString("d0"), Size: 10},
 			{BlobDigest: digest.FromBytes(blob), DiffID: digest.FromString("d1"), Size: int64(len(blob))},
 		},
 	}
-	e.resolved(&img)
-	e.store(store.Progress{Kind: store.LayerCached, DiffID: digest.FromString("d0")})
+	e.resolved(img)
+	e.event(builder.Event{Kind: builder.LayerCached, DiffID: digest.FromString("d0")})
 	rc := e.track(1, io.NopCloser(bytes.NewReader(blob)))
 	if _, err := io.Copy(io.Discard, rc); err != nil {
 		t.Fatal(err)
 	}
 	rc.Close()
-	e.store(store.Progress{Kind: store.LayerUnpacked, DiffID: digest.FromString("d1"), Bytes: 300, Verified: true})
-	e.store(store.Progress{Kind: store.Squashed, Layers: 2})
+	e.event(builder.Event{Kind: builder.LayerUnpacked, DiffID: digest.FromString("d1"), Bytes: 300, Verified: true})
+	e.event(builder.Event{Kind: builder.Squashed, Layers: 2})
 	e.done(map[string]any{"id": "c1"})
 
 	var kinds []string
@@ -77,8 +76,8 @@ func TestEventsStream(t *testing.T) {
 	}
 	// nil events do nothing.
 	var none *events
-	none.resolved(&img)
-	none.store(store.Progress{Kind: store.LayerCached})
+	none.resolved(img)
+	none.event(builder.Event{Kind: builder.LayerCached})
 	none.done(map[string]any{})
 	if rc := none.track(0, io.NopCloser(strings.NewReader("x"))); rc == nil {
 		t.Error("nil track returned nil")

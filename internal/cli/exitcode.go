@@ -1,17 +1,6 @@
 package cli
 
-import (
-	"context"
-	"errors"
-	"io/fs"
-	"net"
-	"syscall"
-
-	"github.com/taproot-dev/taproot/fetcher"
-	"github.com/taproot-dev/taproot/overlayxfs"
-	"github.com/taproot-dev/taproot/store"
-	"github.com/taproot-dev/taproot/unpacker"
-)
+import "github.com/taproot-dev/taproot/builder"
 
 // ExitCode is taproot's exit status: one value per class of failure, so a
 // daemon decides what to do (fix the request, tell the user, retry, page an
@@ -54,91 +43,28 @@ func (c ExitCode) Class() string {
 	return "unknown"
 }
 
-// Sentinels of this package's own failures.
-var (
-	// errBadInput marks a bad flag value, config file or argument.
-	errBadInput = errors.New("bad input")
-	// errStoreDamaged marks check's verdict on a damaged store.
-	errStoreDamaged = errors.New("store is damaged")
-	// errNoStore: a command that needs an existing store found none.
-	errNoStore = errors.New("no store")
-)
-
 // badInput marks err as the caller's mistake (exit code 2) without
 // changing its text.
-func badInput(err error) error {
-	if err == nil {
-		return nil
-	}
-	return classified{err: err, class: errBadInput}
-}
+func badInput(err error) error { return builder.BadInput(err) }
 
-// classified wraps err with a sentinel that errors.Is finds, keeping
-// err's message as it is.
-type classified struct {
-	err   error
-	class error
-}
-
-func (c classified) Error() string   { return c.err.Error() }
-func (c classified) Unwrap() []error { return []error{c.err, c.class} }
-
-// exitCodeOf maps err to its class with errors.Is/As on the sentinels of
-// the packages it came from. The order matters where an error could match
-// twice: the more specific class comes first.
+// exitCodeOf is the exit status of err: its class (builder.ClassOf).
 func exitCodeOf(err error) ExitCode {
-	switch {
-	case err == nil:
+	if err == nil {
 		return ExitOK
-	case errors.Is(err, errStoreDamaged),
-		errors.Is(err, store.ErrBadRecord):
-		return ExitDamaged
-	case errors.Is(err, errBadInput),
-		errors.Is(err, fetcher.ErrBadReference),
-		errors.Is(err, store.ErrBadID),
-		errors.Is(err, store.ErrImageExists),
-		errors.Is(err, store.ErrMappingDiffer),
-		errors.Is(err, store.ErrNotInitalized),
-		errors.Is(err, store.ErrStoreUnsafe),
-		errors.Is(err, store.ErrUnreachable),
-		// The image cannot be used: its layers are hostile or not what
-		// the manifest says (the worker keeps these classes).
-		errors.Is(err, unpacker.ErrUnsafePath),
-		errors.Is(err, unpacker.ErrDigestMismatch),
-		errors.Is(err, unpacker.ErrIDOutsideMapping):
+	}
+	switch builder.ClassOf(err) {
+	case builder.ClassBadInput:
 		return ExitBadInput
-	case errors.Is(err, fetcher.ErrNotFound),
-		errors.Is(err, store.ErrImageNotFound),
-		errors.Is(err, errNoStore):
+	case builder.ClassNotFound:
 		return ExitNotFound
-	case errors.Is(err, fetcher.ErrUnauthorized),
-		errors.Is(err, fetcher.ErrPolicyDenied):
+	case builder.ClassUnauthorized:
 		return ExitUnauthorized
-	case errors.Is(err, store.ErrLimitBelowBase),
-		errors.Is(err, unpacker.ErrTooLarge),
-		errors.Is(err, overlayxfs.ErrQuotaHelper),
-		errors.Is(err, syscall.ENOSPC),
-		errors.Is(err, syscall.EDQUOT):
-		return ExitLimit
-	case errors.Is(err, fetcher.ErrUnreachable),
-		errors.Is(err, unpacker.ErrTruncated),
-		errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, context.Canceled),
-		isNetError(err):
+	case builder.ClassTransient:
 		return ExitTransient
-	case errors.Is(err, fs.ErrPermission):
-		// After the registry classes: a store or file the caller may not
-		// touch (EACCES, EPERM).
-		return ExitUnauthorized
+	case builder.ClassLimit:
+		return ExitLimit
+	case builder.ClassDamaged:
+		return ExitDamaged
 	}
 	return ExitInternal
-}
-
-// isNetError: a network operation failed. Not the net.Error interface:
-// syscall.Errno implements it too, so EACCES would count as network.
-func isNetError(err error) bool {
-	var opErr *net.OpError
-	var dnsErr *net.DNSError
-	return errors.As(err, &opErr) || errors.As(err, &dnsErr) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED)
 }

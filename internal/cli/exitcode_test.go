@@ -7,59 +7,47 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
-	"github.com/taproot-dev/taproot/fetcher"
-	"github.com/taproot-dev/taproot/overlayxfs"
-	"github.com/taproot-dev/taproot/store"
-	"github.com/taproot-dev/taproot/unpacker"
+	"github.com/taproot-dev/taproot/builder"
 )
 
+// Every class has its own exit code; nil is success.
 func TestExitCodeOf(t *testing.T) {
-	wrap := func(err error) error { return fmt.Errorf("fetch docker://x/y:z: %w", err) }
-	for _, tc := range []struct {
-		err  error
-		want ExitCode
-	}{
-		{nil, ExitOK},
-		{errors.New("something odd"), ExitInternal},
-		{wrap(fetcher.ErrBadReference), ExitBadInput},
-		{badInput(errors.New("--flag: bad")), ExitBadInput},
-		{wrap(store.ErrBadID), ExitBadInput},
-		{wrap(store.ErrImageExists), ExitBadInput},
-		{wrap(store.ErrMappingDiffer), ExitBadInput},
-		{wrap(fetcher.ErrNotFound), ExitNotFound},
-		{wrap(store.ErrImageNotFound), ExitNotFound},
-		{fmt.Errorf("%w at /x", errNoStore), ExitNotFound},
-		{wrap(fetcher.ErrUnauthorized), ExitUnauthorized},
-		{wrap(fetcher.ErrPolicyDenied), ExitUnauthorized},
-		{&fs.PathError{Op: "mkdir", Path: "/root/store", Err: syscall.EACCES}, ExitUnauthorized},
-		{wrap(fetcher.ErrUnreachable), ExitTransient},
-		{wrap(&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}), ExitTransient},
-		{wrap(context.DeadlineExceeded), ExitTransient},
-		{wrap(store.ErrLimitBelowBase), ExitLimit},
-		{wrap(overlayxfs.ErrQuotaHelper), ExitLimit},
-		{&fs.PathError{Op: "write", Path: "/s/x", Err: syscall.ENOSPC}, ExitLimit},
-		{&fs.PathError{Op: "write", Path: "/s/x", Err: syscall.EDQUOT}, ExitLimit},
-		{errDamaged, ExitDamaged},
-		{wrap(store.ErrBadRecord), ExitDamaged},
-		{wrap(store.ErrStoreUnsafe), ExitBadInput},
-		{wrap(unpacker.ErrUnsafePath), ExitBadInput},
-		{wrap(unpacker.ErrDigestMismatch), ExitBadInput},
-		{wrap(unpacker.ErrTooLarge), ExitLimit},
-		{wrap(unpacker.ErrTruncated), ExitTransient},
-		// A registry failure that also wraps a permission error is a
-		// registry class, not "permission denied".
-		{fmt.Errorf("%w: %w", fetcher.ErrUnreachable, fs.ErrPermission), ExitTransient},
-	} {
-		if got := exitCodeOf(tc.err); got != tc.want {
-			t.Errorf("exitCodeOf(%v) = %d (%s), want %d (%s)", tc.err, got, got.Class(), tc.want, tc.want.Class())
+	if got := exitCodeOf(nil); got != ExitOK {
+		t.Errorf("exitCodeOf(nil) = %d", got)
+	}
+	seen := map[ExitCode]builder.Class{}
+	for c := builder.ClassInternal; c <= builder.ClassDamaged; c++ {
+		// A failure of class c: ClassOf's own sentinels for three of them,
+		// the store's and fetcher's for the rest.
+		err := map[builder.Class]error{
+			builder.ClassInternal:     errors.New("something odd"),
+			builder.ClassBadInput:     badInput(errors.New("--flag: bad")),
+			builder.ClassNotFound:     fmt.Errorf("%w at /x", builder.ErrNoStore),
+			builder.ClassUnauthorized: &fs.PathError{Op: "mkdir", Path: "/root/store", Err: syscall.EACCES},
+			builder.ClassTransient:    context.DeadlineExceeded,
+			builder.ClassLimit:        &fs.PathError{Op: "write", Path: "/s/x", Err: syscall.ENOSPC},
+			builder.ClassDamaged:      fmt.Errorf("%w; run taproot check --repair", builder.ErrStoreDamaged),
+		}[c]
+		if builder.ClassOf(err) != c {
+			t.Fatalf("test error %v is not of class %d", err, c)
 		}
+		code := exitCodeOf(err)
+		if code == ExitOK || code.Class() == "unknown" {
+			t.Errorf("class %d: exit code %d", c, code)
+		}
+		if other, dup := seen[code]; dup {
+			t.Errorf("classes %d and %d share exit code %d", other, c, code)
+		}
+		seen[code] = c
+	}
+	if exitCodeOf(badInput(errors.New("x"))) != ExitBadInput || exitCodeOf(builder.ErrStoreDamaged) != ExitDamaged {
+		t.Errorf("bad input or damage has the wrong exit code")
 	}
 	// badInput keeps the message.
 	if got := badInput(errors.New("--x 1: must be 2")).Error(); got != "--x 1: must be 2" {

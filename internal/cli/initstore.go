@@ -1,36 +1,15 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 
 	"github.com/spf13/cobra"
-	"github.com/taproot-dev/taproot/overlayxfs"
-	"github.com/taproot-dev/taproot/quotahelper"
-	"github.com/taproot-dev/taproot/spec"
-	"github.com/taproot-dev/taproot/store"
-	"golang.org/x/sys/unix"
+	"github.com/taproot-dev/taproot/builder"
 )
-
-// backingFile is where init-store --store-size-bytes keeps the XFS image.
-func backingFile(storePath string) string { return storePath + ".backing-store" }
-
-type initStoreOptions struct {
-	sizeBytes int64
-	xfsMount  string
-	owner     string
-	maps      mappingFlags
-}
 
 // NewCmdInitStore returns `taproot init-store`.
 func NewCmdInitStore(g *globals) *cobra.Command {
-	o := &initStoreOptions{}
+	var req builder.InitStoreRequest
 	cmd := &cobra.Command{
 		Use:   "init-store [--store-size-bytes N | --xfs-mount DIR] [--owner UID:GID]",
 		Short: "Create a store for a daemon user, on XFS with project quotas (root, once)",
@@ -53,217 +32,20 @@ Running it again with the same arguments changes nothing. Prints
   taproot --store /srv/xfs/taproot init-store --xfs-mount /srv/xfs --owner garden:garden`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runInitStore(cmd.Context(), g, o, cmd.Flags().Changed("store"))
+			res, err := g.b.InitStore(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			return json.NewEncoder(g.streams.Out).Encode(res)
 		},
 	}
 	f := cmd.Flags()
-	f.Int64Var(&o.sizeBytes, "store-size-bytes", 0, "size of a new loop-backed XFS filesystem for the store")
-	f.StringVar(&o.xfsMount, "xfs-mount", "", "existing XFS mount (with pquota) to put the store on")
-	f.StringVar(&o.owner, "owner", "", "UID:GID (or USER:GROUP) that will own and use the store (default 0:0)")
-	f.StringArrayVar(&o.maps.uid, "uid-mapping", nil, "container:host:size uid mapping of the store, repeatable (default: the owner's /etc/subuid range, maximus for root)")
-	f.StringArrayVar(&o.maps.gid, "gid-mapping", nil, "container:host:size gid mapping of the store, repeatable")
+	f.Int64Var(&req.SizeBytes, "store-size-bytes", 0, "size of a new loop-backed XFS filesystem for the store")
+	f.StringVar(&req.XFSMount, "xfs-mount", "", "existing XFS mount (with pquota) to put the store on")
+	f.StringVar(&req.Owner, "owner", "", "UID:GID (or USER:GROUP) that will own and use the store (default 0:0)")
+	f.StringArrayVar(&req.UIDMappings, "uid-mapping", nil, "container:host:size uid mapping of the store, repeatable (default: the owner's /etc/subuid range, maximus for root)")
+	f.StringArrayVar(&req.GIDMappings, "gid-mapping", nil, "container:host:size gid mapping of the store, repeatable")
 	return cmd
-}
-
-func runInitStore(ctx context.Context, g *globals, o *initStoreOptions, storeGiven bool) error {
-	if os.Geteuid() != 0 {
-		return errors.New("init-store must run as root: it mounts filesystems and edits /etc/taproot/stores")
-	}
-	if o.sizeBytes < 0 {
-		return fmt.Errorf("--store-size-bytes %d: must be positive", o.sizeBytes)
-	}
-	if o.sizeBytes > 0 && o.xfsMount != "" {
-		return errors.New("--store-size-bytes and --xfs-mount exclude each other")
-	}
-	uid, gid, err := parseOwner(o.owner)
-	if err != nil {
-		return err
-	}
-	root, err := filepath.Abs(g.storePath)
-	if err != nil {
-		return err
-	}
-	if o.xfsMount != "" {
-		mnt, err := filepath.Abs(o.xfsMount)
-		if err != nil {
-			return err
-		}
-		if !storeGiven {
-			root = mnt
-		}
-		if root != mnt && !strings.HasPrefix(root, mnt+"/") {
-			return fmt.Errorf("store %s is not inside --xfs-mount %s", root, mnt)
-		}
-		on, err := overlayxfs.ProjectQuotaEnabled(mnt)
-		if err != nil {
-			return err
-		}
-		if !on {
-			fsType, _ := overlayxfs.FilesystemType(mnt)
-			return fmt.Errorf("--xfs-mount %s: project quotas are off (filesystem %s): mount it with -o pquota", mnt, fsType)
-		}
-	}
-	if o.sizeBytes > 0 {
-		quotaOn, _ := overlayxfs.ProjectQuotaEnabled(root)
-		mounted, _ := isMountPoint(root)
-		switch {
-		case mounted && quotaOn:
-			g.log.Info("store filesystem already mounted", "store", root)
-		case mounted:
-			return fmt.Errorf("%s is already a mount point without XFS project quotas", root)
-		default:
-			if _, err := os.Stat(backingFile(root)); err == nil {
-				return fmt.Errorf("%s exists but is not mounted at %s: mount it (-o loop,pquota,noatime) or delete-store", backingFile(root), root)
-			}
-			if err := overlayxfs.MakeLoopXFS(ctx, backingFile(root), o.sizeBytes, root); err != nil {
-				return fmt.Errorf("make the store's XFS filesystem: %w", err)
-			}
-		}
-	}
-	// Before anything is made: a refused store leaves nothing behind.
-	if err := checkOneOwnerPerFS(quotahelper.StoresListPath, root, uid); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return err
-	}
-	fsType, err := overlayxfs.FilesystemType(root)
-	if err != nil {
-		return err
-	}
-	quota, err := overlayxfs.ProjectQuotaEnabled(root)
-	if err != nil {
-		return err
-	}
-	uids, gids, err := o.maps.parse(g)
-	if err != nil {
-		return err
-	}
-	if _, err := store.Init(ctx, root, store.InitOptions{
-		OwnerUID: uid, OwnerGID: gid, UIDMappings: uids, GIDMappings: gids, Quota: quota, FSType: fsType,
-	}); err != nil {
-		return err
-	}
-	if quota {
-		if err := overlayxfs.RegisterStore(quotahelper.StoresListPath, root); err != nil {
-			return fmt.Errorf("list the store in %s: %w", quotahelper.StoresListPath, err)
-		}
-	} else {
-		g.log.Warn("the store's filesystem has no XFS project quotas: images get no disk limits", "store", root, "filesystem", fsType)
-	}
-	return json.NewEncoder(g.streams.Out).Encode(struct {
-		Store      string `json:"store"`
-		Quota      bool   `json:"quota"`
-		Filesystem string `json:"filesystem"`
-	}{root, quota, fsType})
-}
-
-// checkOneOwnerPerFS refuses a store for owner at root when a store listed
-// in listPath is on the same filesystem (st_dev of root, or of its nearest
-// existing parent) and has another owner (its meta's owner_uid, or the uid
-// owning its dir). XFS project quotas cannot keep two owners apart on one
-// filesystem: see quotahelper.ErrSharedFilesystem.
-func checkOneOwnerPerFS(listPath, root string, owner uint32) error {
-	data, err := os.ReadFile(listPath)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	dir := root
-	var st unix.Stat_t
-	for {
-		err := unix.Stat(dir, &st)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, unix.ENOENT) || dir == "/" {
-			return &os.PathError{Op: "stat", Path: dir, Err: err}
-		}
-		dir = filepath.Dir(dir)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		other := strings.TrimSpace(line)
-		if other == "" || strings.HasPrefix(other, "#") || other == root {
-			continue
-		}
-		var ost unix.Stat_t
-		if err := unix.Lstat(other, &ost); err != nil || ost.Mode&unix.S_IFMT != unix.S_IFDIR || ost.Dev != st.Dev {
-			continue // gone, or elsewhere: no store sharing this filesystem
-		}
-		otherOwner := ost.Uid
-		if m, err := store.ReadStoreMeta(other); err == nil {
-			otherOwner = m.OwnerUID
-		}
-		if otherOwner != owner {
-			return fmt.Errorf("store %s for uid %d: it would be on the filesystem of store %s of uid %d: %w", root, owner, other, otherOwner, quotahelper.ErrSharedFilesystem)
-		}
-	}
-	return nil
-}
-
-// parseOwner parses "UID:GID" or "USER:GROUP" ("" = root).
-func parseOwner(s string) (uid, gid uint32, err error) {
-	if s == "" {
-		return 0, 0, nil
-	}
-	u, gr, ok := strings.Cut(s, ":")
-	if !ok || u == "" || gr == "" {
-		return 0, 0, fmt.Errorf("--owner %q: want UID:GID", s)
-	}
-	uid, err = lookupID(u, "user")
-	if err != nil {
-		return 0, 0, fmt.Errorf("--owner %q: %w", s, err)
-	}
-	gid, err = lookupID(gr, "group")
-	if err != nil {
-		return 0, 0, fmt.Errorf("--owner %q: %w", s, err)
-	}
-	return uid, gid, nil
-}
-
-func lookupID(s, kind string) (uint32, error) {
-	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
-		return uint32(n), nil
-	}
-	file := "/etc/passwd"
-	if kind == "group" {
-		file = "/etc/group"
-	}
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Split(line, ":")
-		if len(f) >= 3 && f[0] == s {
-			if n, err := strconv.ParseUint(f[2], 10, 32); err == nil {
-				return uint32(n), nil
-			}
-		}
-	}
-	return 0, fmt.Errorf("no %s %q", kind, s)
-}
-
-// isMountPoint reports whether dir is the root of a mount.
-func isMountPoint(dir string) (bool, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false, err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && unescapeMountinfo(f[4]) == dir {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-func unescapeMountinfo(s string) string {
-	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
-	return r.Replace(s)
 }
 
 // NewCmdDeleteStore returns `taproot delete-store`.
@@ -278,75 +60,8 @@ lose their rootfs. Deleting a store that does not exist succeeds.`,
 		Example: "  taproot --store /var/lib/taproot delete-store",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if os.Geteuid() != 0 {
-				return errors.New("delete-store must run as root")
-			}
-			root, err := filepath.Abs(g.storePath)
-			if err != nil {
-				return err
-			}
-			// While the store is still listed: on an --xfs-mount store the
-			// images' project limits would outlive it.
-			g.clearStoreQuotas(cmd.Context(), root)
-			if err := overlayxfs.UnregisterStore(quotahelper.StoresListPath, root); err != nil {
-				return err
-			}
-			if mounted, _ := isMountPoint(root); mounted {
-				// Only a mount init-store made: never unmount an admin's
-				// --xfs-mount.
-				if _, err := os.Stat(backingFile(root)); err == nil {
-					if err := os.RemoveAll(filepath.Join(root, "images")); err != nil {
-						g.log.Warn("could not empty the store before unmounting", "error", err)
-					}
-					if err := overlayxfs.UnmountLoopXFS(cmd.Context(), root); err != nil {
-						return err
-					}
-				}
-			}
-			if err := os.Remove(backingFile(root)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return err
-			}
-			if mounted, _ := isMountPoint(root); mounted {
-				// An --xfs-mount store: remove what is inside, keep the mount.
-				entries, _ := os.ReadDir(root)
-				for _, e := range entries {
-					if err := os.RemoveAll(filepath.Join(root, e.Name())); err != nil {
-						return err
-					}
-				}
-				return nil
-			}
-			return os.RemoveAll(root)
+			return g.b.DeleteStore(cmd.Context(), builder.DeleteStoreRequest{})
 		},
-	}
-}
-
-// clearStoreQuotas clears the project quota of every image dir in the
-// store, as delete does. Removing an image's files frees what is charged to
-// its project, but XFS keeps a project that still has a limit, so without
-// this a deleted --xfs-mount store would leave one limit per image behind.
-// Failures are logged: delete-store goes on.
-func (g *globals) clearStoreQuotas(ctx context.Context, root string) {
-	if on, _ := overlayxfs.ProjectQuotaEnabled(root); !on {
-		return
-	}
-	entries, err := os.ReadDir(filepath.Join(root, "images"))
-	if err != nil || len(entries) == 0 {
-		return
-	}
-	helper := g.quotaHelperPath()
-	if helper == "" {
-		g.log.Warn("taproot-quota is not installed: the store's images keep their project quota limits", "store", root)
-		return
-	}
-	h := overlayxfs.QuotaHelper{Path: helper}
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		if err := h.Clear(ctx, filepath.Join(root, "images", e.Name())); err != nil {
-			g.log.Warn("could not clear an image's disk limit", "image", e.Name(), "error", err)
-		}
 	}
 }
 
@@ -358,11 +73,11 @@ func NewCmdCapacity(g *globals) *cobra.Command {
 		Example: "  taproot capacity",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			n, err := overlayxfs.Capacity(g.storePath)
+			res, err := g.b.Capacity(cmd.Context(), builder.CapacityRequest{})
 			if err != nil {
-				return fmt.Errorf("capacity of store %s: %w", g.storePath, err)
+				return err
 			}
-			return json.NewEncoder(g.streams.Out).Encode(spec.Capacity{Capacity: n})
+			return json.NewEncoder(g.streams.Out).Encode(res)
 		},
 	}
 }

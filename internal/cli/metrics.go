@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+	"github.com/taproot-dev/taproot/builder"
 )
 
 // NewCmdMetrics returns `taproot metrics`.
@@ -18,47 +19,17 @@ textfile directory from cron or a timer.`,
 		Example: "  taproot metrics > /var/lib/node_exporter/taproot.prom.$$ && mv /var/lib/node_exporter/taproot.prom.$$ /var/lib/node_exporter/taproot.prom",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var images, layers, unused int
-			var layerBytes, baseBytes, limitBytes int64
-			st, ok, err := g.openExistingStore(cmd.Context())
+			m, err := g.b.Metrics(cmd.Context(), builder.MetricsRequest{})
 			if err != nil {
 				return err
 			}
-			if ok {
-				recs, err := st.Images()
-				if err != nil {
-					return err
-				}
-				images = len(recs)
-				for _, r := range recs {
-					baseBytes += r.BaseSize
-					limitBytes += int64(r.DiskLimit)
-				}
-				keys, err := st.LayerKeys()
-				if err != nil {
-					return err
-				}
-				layers = len(keys)
-				refs, err := st.ReferencedLayers()
-				if err != nil {
-					return err
-				}
-				for _, k := range keys {
-					if !refs[k] {
-						unused++
-					}
-				}
-				if layerBytes, err = st.CommittedSize(); err != nil {
-					return err
-				}
-			}
 			w := g.streams.Out
-			metric(w, "taproot_images", "gauge", "Images (rootfs) in the store.", float64(images))
-			metric(w, "taproot_layers", "gauge", "Layers (including squashed layers) in the store.", float64(layers))
-			metric(w, "taproot_layers_unreferenced", "gauge", "Layers no image references (clean removes them).", float64(unused))
-			metric(w, "taproot_layer_bytes", "gauge", "Bytes of file content in the store's layers.", float64(layerBytes))
-			metric(w, "taproot_image_base_bytes", "gauge", "Sum of the images' base sizes.", float64(baseBytes))
-			metric(w, "taproot_image_disk_limit_bytes", "gauge", "Sum of the images' disk limits.", float64(limitBytes))
+			metric(w, "taproot_images", "gauge", "Images (rootfs) in the store.", float64(m.Images))
+			metric(w, "taproot_layers", "gauge", "Layers (including squashed layers) in the store.", float64(m.Layers))
+			metric(w, "taproot_layers_unreferenced", "gauge", "Layers no image references (clean removes them).", float64(m.LayersUnreferenced))
+			metric(w, "taproot_layer_bytes", "gauge", "Bytes of file content in the store's layers.", float64(m.LayerBytes))
+			metric(w, "taproot_image_base_bytes", "gauge", "Sum of the images' base sizes.", float64(m.ImageBaseBytes))
+			metric(w, "taproot_image_disk_limit_bytes", "gauge", "Sum of the images' disk limits.", float64(m.ImageDiskLimitBytes))
 			return nil
 		},
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/taproot-dev/taproot/builder"
 	"github.com/taproot-dev/taproot/internal/config"
 )
 
@@ -22,21 +23,19 @@ type Streams struct {
 type globals struct {
 	streams    Streams
 	configPath string
-	storePath  string
-	// storePathErr says why there is no default store path.
-	storePathErr error
-	logLevel     string
-	logFormat    string
+	storePath  string // the --store flag
+	logLevel   string
+	logFormat  string
 
 	cfg config.Config
 	log *slog.Logger
+	// b runs the use cases, with the config and the store path resolved.
+	b *builder.Builder
 	// progress and progressFD: how create and pull report progress. Global
 	// flags, so that Garden's extra arguments (put before the command) can
 	// carry them.
 	progress   string
 	progressFD int
-	// events are the JSON progress events of a create or pull (nil: none).
-	events *events
 	// ran is set once the command line parsed and the command started:
 	// an error before that is a usage error (cobra's own, unclassified).
 	ran bool
@@ -99,7 +98,6 @@ The exit status is 0, or the failure's class: 1 internal, 2 bad input,
 		NewCmdCapacity(g),
 		NewCmdMetrics(g),
 		NewCmdCheck(g),
-		NewCmdWorker(g),
 		NewCmdReclaim(g),
 		NewCmdMan(g),
 	)
@@ -117,13 +115,6 @@ func (g *globals) setup(cmd *cobra.Command) error {
 		return err
 	}
 	g.cfg = cfg
-	if g.storePath == "" {
-		g.storePath = cfg.Store
-	}
-	if g.storePath == "" {
-		// Only commands that use a store fail without one.
-		g.storePath, g.storePathErr = config.DefaultStore()
-	}
 	level := firstNonEmpty(g.logLevel, cfg.LogLevel, "warn")
 	format := firstNonEmpty(g.logFormat, cfg.LogFormat, "text")
 	var lv slog.Level
@@ -140,6 +131,7 @@ func (g *globals) setup(cmd *cobra.Command) error {
 		return fmt.Errorf("--log-format %q: want text or json", format)
 	}
 	routeLogrus(g.log)
+	g.b = builder.New(builder.Options{Config: cfg, Store: g.storePath, Logger: g.log})
 	return nil
 }
 

@@ -6,8 +6,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-	"github.com/taproot-dev/taproot/spec"
-	"github.com/taproot-dev/taproot/store"
+	"github.com/taproot-dev/taproot/builder"
 )
 
 // NewCmdStats returns `taproot stats`.
@@ -22,18 +21,11 @@ walking files); total adds the image's own size and inodes.`,
 		Example: `  taproot stats web-1`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, ok, err := g.openExistingStore(cmd.Context())
+			res, err := g.b.Stats(cmd.Context(), builder.StatsRequest{ID: args[0]})
 			if err != nil {
 				return err
 			}
-			if !ok {
-				return fmt.Errorf("image %q: %w", args[0], store.ErrImageNotFound)
-			}
-			u, err := st.Stats(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return json.NewEncoder(g.streams.Out).Encode(spec.Stats{DiskUsage: spec.DiskUsage(u)})
+			return json.NewEncoder(g.streams.Out).Encode(res)
 		},
 	}
 }
@@ -50,19 +42,9 @@ func NewCmdList(g *globals) *cobra.Command {
 			if format != "json" && format != "table" {
 				return fmt.Errorf("--format %q: want json or table", format)
 			}
-			entries := []spec.ListEntry{}
-			st, ok, err := g.openExistingStore(cmd.Context())
+			entries, err := g.b.List(cmd.Context(), builder.ListRequest{})
 			if err != nil {
 				return err
-			}
-			if ok {
-				recs, err := st.Images()
-				if err != nil {
-					return err
-				}
-				for _, r := range recs {
-					entries = append(entries, spec.ListEntry{ID: r.ID, ImageRef: r.Ref, Created: r.Created, BaseSize: r.BaseSize})
-				}
 			}
 			if format == "table" {
 				w := tabwriter.NewWriter(g.streams.Out, 0, 4, 2, ' ', 0)

@@ -1,5 +1,8 @@
-// Package config reads taproot's TOML configuration file. Flags given on
-// the command line override it.
+// Package config reads taproot's TOML configuration file (Load, Default,
+// DefaultPath) and names the default store (DefaultStore). Flags given on
+// the command line override it: package builder applies flag over config
+// over default, once, for every use case. A leaf: it imports no other
+// taproot package (internal/depcheck pins that).
 package config
 
 import (
@@ -43,6 +46,10 @@ type Create struct {
 	Sync                  bool  `toml:"sync"`
 	DiskLimitSizeBytes    int64 `toml:"disk_limit_size_bytes"`
 	ExcludeImageFromQuota bool  `toml:"exclude_image_from_quota"`
+	// WithClean makes every create run clean first, with [clean]
+	// threshold_bytes as its threshold (as GrootFS's create.with_clean);
+	// create's --with-clean/--without-clean override it. Default false.
+	WithClean bool `toml:"with_clean"`
 }
 
 // Default bounds of create, applied unless the file sets a key (0 there
@@ -63,8 +70,10 @@ const (
 
 // Clean holds garbage-collection settings.
 type Clean struct {
-	// ThresholdBytes: create runs clean first when the store's committed
-	// size is above it (0 = never).
+	// ThresholdBytes is clean's default --threshold-bytes: do nothing
+	// while the store's committed size is at most this (0 = always clean).
+	// It is also the threshold of the clean before a create with
+	// [create] with_clean; on its own it does not make create clean.
 	ThresholdBytes int64 `toml:"threshold_bytes"`
 }
 

@@ -13,6 +13,7 @@ func TestLoad(t *testing.T) {
 [create]
 uid_mappings = ["0:1000:1"]
 parallel_layers = 4
+with_clean = true
 [registry]
 timeout = "5s"
 [clean]
@@ -22,7 +23,7 @@ threshold_bytes = 100
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Store != "/s" || c.Create.ParallelLayers != 4 || c.Registry.Timeout.Duration != 5*time.Second || c.Clean.ThresholdBytes != 100 || c.Create.UIDMappings[0] != "0:1000:1" {
+	if c.Store != "/s" || c.Create.ParallelLayers != 4 || c.Registry.Timeout.Duration != 5*time.Second || c.Clean.ThresholdBytes != 100 || c.Create.UIDMappings[0] != "0:1000:1" || !c.Create.WithClean {
 		t.Fatalf("got %+v", c)
 	}
 	if c.Create.MaxLayerBytes != DefaultMaxLayerBytes || c.Create.MaxImageBytes != DefaultMaxImageBytes ||
@@ -33,7 +34,7 @@ threshold_bytes = 100
 	if c, err = Load(p, true); err != nil || c.Create.MaxLayerBytes != 0 || c.Create.MaxCompressionRatio != 7 || c.Create.MaxLayerEntries != DefaultMaxLayerEntries {
 		t.Fatalf("explicit bounds: %+v %v", c.Create, err)
 	}
-	if c, err := Load("", false); err != nil || c.Create.MaxImageBytes != DefaultMaxImageBytes {
+	if c, err := Load("", false); err != nil || c.Create.MaxImageBytes != DefaultMaxImageBytes || c.Create.WithClean {
 		t.Fatalf("no file: %+v %v", c.Create, err)
 	}
 	os.WriteFile(p, []byte("[create]\nmax_layer_entries = -1\n"), 0o644)

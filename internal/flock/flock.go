@@ -3,6 +3,10 @@
 // lock behind; lock files themselves are small and may be removed by the
 // holder of an exclusive lock (Lock re-checks the inode after locking, so a
 // waiter on a removed file retries on the new one).
+//
+// Its one user is package store, whose lock sequences (store/locks.go) and
+// lock names (store/layout.go) are written there once. A leaf: it imports
+// no other taproot package (internal/depcheck pins that).
 package flock
 
 import (

@@ -7,6 +7,10 @@
 // only after the child exists; a child exec'd before its maps were written
 // has no capabilities in its namespace, so it waits for the parent's signal
 // and then re-execs itself (MaybeReexec) to gain them.
+//
+// Its one user is package worker: Runner starts the worker with Command,
+// and worker.Main calls MaybeReexec first thing. Of taproot's packages it
+// imports only idmap (internal/depcheck pins that).
 package userns
 
 import (
@@ -19,7 +23,7 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/taproot-dev/taproot/internal/idmap"
+	"github.com/taproot-dev/taproot/idmap"
 	"golang.org/x/sys/unix"
 )
 

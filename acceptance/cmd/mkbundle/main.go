@@ -5,7 +5,8 @@
 //	taproot --store S create REF ID | mkbundle -bundle DIR -store S -- sh -c 'id'
 //
 // Mappings missing from the fragment default to 0 → the current user and
-// 1..65536 → the user's first /etc/subuid and /etc/subgid ranges.
+// 1..65536 → the user's first /etc/subuid and /etc/subgid ranges of
+// 65536 IDs (as getsubids(1) lists them).
 package main
 
 import (
@@ -20,7 +21,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/taproot-dev/taproot/acceptance/internal/bundle"
-	"github.com/taproot-dev/taproot/internal/idmap"
+	"github.com/taproot-dev/taproot/acceptance/internal/subids"
 )
 
 func main() {
@@ -52,10 +53,10 @@ func run(dir, store string, args []string) error {
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
 	opts := bundle.Options{Args: args, StoreDir: store}
-	if r, err := subRange("/etc/subuid", u.Username, u.Uid); err == nil {
+	if r, err := subids.First(u.Username, false, 65536); err == nil {
 		opts.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: uint32(uid), Size: 1}, {ContainerID: 1, HostID: r, Size: 65536}}
 	}
-	if r, err := subRange("/etc/subgid", u.Username, u.Uid); err == nil {
+	if r, err := subids.First(u.Username, true, 65536); err == nil {
 		opts.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: uint32(gid), Size: 1}, {ContainerID: 1, HostID: r, Size: 65536}}
 	}
 	cfg, err := bundle.Config(frag, opts)
@@ -70,20 +71,4 @@ func run(dir, store string, args []string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "config.json"), out, 0o644)
-}
-
-// subRange returns the start of the first range of at least 65536 IDs for
-// the user (by name or numeric id) in an /etc/subuid-style file.
-func subRange(file, name, id string) (uint32, error) {
-	n, _ := strconv.ParseUint(id, 10, 32)
-	ranges, err := idmap.ReadSubIDs(file, name, uint32(n))
-	if err != nil {
-		return 0, err
-	}
-	for _, r := range ranges {
-		if r.Count >= 65536 {
-			return r.Start, nil
-		}
-	}
-	return 0, fmt.Errorf("no range of 65536 IDs for %s in %s", name, file)
 }

@@ -1,4 +1,4 @@
-package cli
+package builder
 
 import (
 	"errors"
@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/taproot-dev/taproot/quotahelper"
+	"github.com/taproot-dev/taproot/overlayxfs"
 )
 
 func TestCheckOneOwnerPerFS(t *testing.T) {
@@ -28,7 +28,7 @@ func TestCheckOneOwnerPerFS(t *testing.T) {
 	}
 	// A second owner on the same filesystem (a new store, not made yet).
 	err := checkOneOwnerPerFS(list, filepath.Join(base, "new", "store"), 1001)
-	if !errors.Is(err, quotahelper.ErrSharedFilesystem) {
+	if !errors.Is(err, overlayxfs.ErrSharedFilesystem) {
 		t.Fatalf("second owner on one filesystem: %v, want ErrSharedFilesystem", err)
 	}
 	if msg := err.Error(); strings.Contains(msg, "\n") || !strings.Contains(msg, a+" of uid 1000") || !strings.Contains(msg, "--store-size-bytes") {
@@ -43,7 +43,7 @@ func TestCheckOneOwnerPerFS(t *testing.T) {
 	}
 	// Without a readable meta, the dir's owner counts.
 	os.Remove(filepath.Join(a, "meta", "store.json"))
-	if err := checkOneOwnerPerFS(list, filepath.Join(base, "b"), uint32(os.Getuid())+1); !errors.Is(err, quotahelper.ErrSharedFilesystem) {
+	if err := checkOneOwnerPerFS(list, filepath.Join(base, "b"), uint32(os.Getuid())+1); !errors.Is(err, overlayxfs.ErrSharedFilesystem) {
 		t.Errorf("store without meta, other dir owner: %v, want ErrSharedFilesystem", err)
 	}
 }

@@ -1,4 +1,4 @@
-package store
+package builder
 
 import (
 	"errors"
@@ -14,31 +14,28 @@ import (
 	"github.com/taproot-dev/taproot/spec"
 )
 
-// ImageUser is the resolved process user of an image.
-type ImageUser struct {
+// imageUser is the resolved process user of an image (container IDs).
+type imageUser struct {
 	UID, GID       uint32
 	AdditionalGids []uint32
 }
 
-// ResolveUser resolves the image config's User against the image's own
-// /etc/passwd and /etc/group, read from the topmost layer that has them.
-func (s *Store) ResolveUser(rec ImageRecord) (ImageUser, error) {
-	us, err := spec.ParseUser(rec.Config.Config.User)
+// resolveUser resolves an image config's User against the image's own
+// /etc/passwd and /etc/group, read from the topmost of lowersTopFirst (the
+// image's layer dirs) that has them.
+func resolveUser(user string, lowersTopFirst []string) (imageUser, error) {
+	us, err := spec.ParseUser(user)
 	if err != nil {
-		return ImageUser{}, err
+		return imageUser{}, err
 	}
-	var u ImageUser
+	var u imageUser
 	if us.User == "" {
 		return u, nil // root
-	}
-	plan, err := s.MountPlan(rec)
-	if err != nil {
-		return u, err
 	}
 	if us.UIDSet {
 		u.UID = us.UID
 	} else {
-		pw, err := readImageFile(plan.Lowers, "etc/passwd")
+		pw, err := readImageFile(lowersTopFirst, "etc/passwd")
 		if err != nil {
 			return u, fmt.Errorf("image user %q: %w", us.User, err)
 		}
@@ -52,7 +49,7 @@ func (s *Store) ResolveUser(rec ImageRecord) (ImageUser, error) {
 	case us.GIDSet:
 		u.GID = us.GID
 	case us.Group != "":
-		gr, err := readImageFile(plan.Lowers, "etc/group")
+		gr, err := readImageFile(lowersTopFirst, "etc/group")
 		if err != nil {
 			return u, fmt.Errorf("image group %q: %w", us.Group, err)
 		}
@@ -63,7 +60,7 @@ func (s *Store) ResolveUser(rec ImageRecord) (ImageUser, error) {
 		u.GID = gid
 	case us.UIDSet:
 		// Numeric user without group: its primary group from passwd, if any.
-		if pw, err := readImageFile(plan.Lowers, "etc/passwd"); err == nil {
+		if pw, err := readImageFile(lowersTopFirst, "etc/passwd"); err == nil {
 			for _, line := range strings.Split(pw, "\n") {
 				f := strings.Split(line, ":")
 				if len(f) >= 4 && f[2] == strconv.FormatUint(uint64(us.UID), 10) {

@@ -1,6 +1,11 @@
 // Package idmap parses and applies user-namespace ID mappings
 // (container ID → host ID ranges), as written in /proc/PID/uid_map,
 // /etc/subuid and the --uid-mapping flag.
+//
+// It is a top-level package, not internal, because its Mapping is part of
+// the public signatures of store (Options, Meta), worker (Runner) and spec
+// (the fragment's ID mappings): a caller of those packages must be able to
+// name the type. It imports no other taproot package (internal/depcheck).
 package idmap
 
 import (
