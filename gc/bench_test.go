@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	"github.com/taproot-dev/taproot/internal/idmap"
+	"github.com/taproot-dev/taproot/idmap"
 	"github.com/taproot-dev/taproot/store"
 )
 
@@ -74,7 +74,7 @@ func BenchmarkScale(b *testing.B) {
 					}
 					stats = append(stats, ms(time.Since(t)))
 					t = time.Now()
-					recs, err := st.Images()
+					recs, err := st.Images(ctx)
 					if err != nil || len(recs) != images+1 {
 						b.Fatalf("list: %d records, %v", len(recs), err)
 					}
@@ -140,7 +140,7 @@ func scaleStore(b *testing.B) *store.Store {
 	os.Chmod(filepath.Dir(dir), 0o755)
 	maps := []idmap.Mapping{{ContainerID: 0, HostID: 300000, Size: 65536}}
 	st, err := store.Open(context.Background(), filepath.Join(dir, "s"), store.Options{
-		UIDMappings: maps, GIDMappings: maps, WorkerExe: "/proc/self/exe", WorkerArgs: []string{"__worker"}, DeferReclaim: true,
+		UIDMappings: maps, GIDMappings: maps, WorkerExe: "/proc/self/exe", DeferReclaim: true,
 	})
 	if err != nil {
 		b.Fatal(err)
