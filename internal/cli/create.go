@@ -48,13 +48,12 @@ Image references:
 			if f.Changed("exclude-image-from-quota") {
 				req.ExcludeImageFromQuota = &exclude
 			}
-			p, ev, err := g.progressSetup()
-			if err != nil {
+			var res builder.CreateResult
+			ev, err := g.withProgress(func(h builder.Hooks) (err error) {
+				req.Hooks = h
+				res, err = g.b.Create(cmd.Context(), req)
 				return err
-			}
-			req.Hooks = hooks(p, ev)
-			res, err := g.b.Create(cmd.Context(), req)
-			p.finish()
+			})
 			if err != nil {
 				return err
 			}
