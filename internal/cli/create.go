@@ -48,11 +48,8 @@ Image references:
 			if f.Changed("exclude-image-from-quota") {
 				req.ExcludeImageFromQuota = &exclude
 			}
-			var res builder.CreateResult
-			ev, err := g.withProgress(func(h builder.Hooks) (err error) {
-				req.Hooks = h
-				res, err = g.b.Create(cmd.Context(), req)
-				return err
+			res, ev, err := withProgress(g, &req.Hooks, func() (builder.CreateResult, error) {
+				return g.b.Create(cmd.Context(), req)
 			})
 			if err != nil {
 				return err
