@@ -46,7 +46,13 @@ func mountPoints(t *testing.T, keep func(string) bool) []string {
 // writes it back.
 func editRecord(t *testing.T, store, id string, edit func(m map[string]any)) {
 	t.Helper()
-	p := filepath.Join(imageDir(store, id), "image.json")
+	editJSON(t, filepath.Join(imageDir(store, id), "image.json"), edit)
+}
+
+// editJSON decodes the JSON object in file p, lets edit change it and
+// writes it back.
+func editJSON(t *testing.T, p string, edit func(m map[string]any)) {
+	t.Helper()
 	data, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
