@@ -7,39 +7,37 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/moby/sys/mountinfo"
 	ib "github.com/taproot-dev/taproot/acceptance/internal/imagebuilder"
 	"golang.org/x/sys/unix"
 )
 
-// mountedAt says whether a mount of this process's namespace is on path
-// (the mount point field of /proc/self/mountinfo; test paths have no
-// character the kernel escapes there).
+// mountedAt says whether a mount of this process's namespace is on path.
 func mountedAt(t *testing.T, path string) bool {
 	t.Helper()
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && f[4] == path {
-			return true
-		}
-	}
-	return false
+	return len(mountPoints(t, func(mp string) bool { return mp == path })) > 0
 }
 
 // mountsUnder lists the mount points of this namespace under dir.
 func mountsUnder(t *testing.T, dir string) []string {
 	t.Helper()
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	return mountPoints(t, func(mp string) bool { return strings.HasPrefix(mp, dir+"/") })
+}
+
+// mountPoints lists the mount points of this namespace that keep says to,
+// read from /proc/self/mountinfo by moby/sys/mountinfo, the parser
+// overlayxfs and the quota helper use.
+func mountPoints(t *testing.T, keep func(string) bool) []string {
+	t.Helper()
+	ms, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return !keep(m.Mountpoint), false
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []string
-	for _, l := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
-			out = append(out, f[4])
-		}
+	for _, m := range ms {
+		out = append(out, m.Mountpoint)
 	}
 	return out
 }
@@ -48,7 +46,13 @@ func mountsUnder(t *testing.T, dir string) []string {
 // writes it back.
 func editRecord(t *testing.T, store, id string, edit func(m map[string]any)) {
 	t.Helper()
-	p := filepath.Join(imageDir(store, id), "image.json")
+	editJSON(t, filepath.Join(imageDir(store, id), "image.json"), edit)
+}
+
+// editJSON decodes the JSON object in file p, lets edit change it and
+// writes it back.
+func editJSON(t *testing.T, p string, edit func(m map[string]any)) {
+	t.Helper()
 	data, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package acceptance
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -389,27 +388,16 @@ func TestTamperedRecords(t *testing.T) {
 			if err := mkdirOwned(victimDir); err != nil {
 				t.Fatal(err)
 			}
-			p := c.file(store)
-			data, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m := map[string]any{}
-			if err := json.Unmarshal(data, &m); err != nil {
-				t.Fatal(err)
-			}
-			if c.edit != nil {
+			editJSON(t, c.file(store), func(m map[string]any) {
+				if c.edit == nil {
+					m[c.field] = c.value
+					return
+				}
 				if _, ok := m["mounts"]; !ok {
-					t.Fatalf("image.json has no persisted mounts: %s", data)
+					t.Fatalf("image.json has no persisted mounts: %v", m)
 				}
 				c.edit(store, m)
-			} else {
-				m[c.field] = c.value
-			}
-			data, _ = json.Marshal(m)
-			if err := os.WriteFile(p, data, 0o644); err != nil {
-				t.Fatal(err)
-			}
+			})
 
 			if r := taproot(t, store, "check"); r.code == 0 || !strings.Contains(r.stdout+r.stderr, "tampered") {
 				t.Errorf("check does not report the tampered record:\n%s", r)

@@ -67,47 +67,28 @@ const (
 // ClassInternal too: ask only about failures.
 func ClassOf(err error) Class {
 	switch {
-	case errors.Is(err, ErrStoreDamaged),
-		errors.Is(err, store.ErrBadRecord):
+	case isAny(err, ErrStoreDamaged, store.ErrBadRecord):
 		return ClassDamaged
-	case errors.Is(err, ErrBadInput),
-		errors.Is(err, fetcher.ErrBadReference),
-		errors.Is(err, store.ErrBadID),
-		errors.Is(err, store.ErrImageExists),
-		errors.Is(err, store.ErrMappingDiffer),
-		errors.Is(err, store.ErrStoreUnsafe),
-		errors.Is(err, store.ErrUnreachable),
-		errors.Is(err, overlayxfs.ErrMountPath),
-		errors.Is(err, overlayxfs.ErrSharedFilesystem),
+	case isAny(err, ErrBadInput, fetcher.ErrBadReference,
+		store.ErrBadID, store.ErrImageExists, store.ErrMappingDiffer, store.ErrStoreUnsafe, store.ErrUnreachable,
+		overlayxfs.ErrMountPath, overlayxfs.ErrSharedFilesystem,
 		// The image cannot be used: its layers are hostile or not what
 		// the manifest says (the worker keeps these classes).
-		errors.Is(err, unpacker.ErrUnsafePath),
-		errors.Is(err, unpacker.ErrDigestMismatch),
-		errors.Is(err, unpacker.ErrIDOutsideMapping),
-		errors.Is(err, unpacker.ErrInvalidLayer),
+		unpacker.ErrUnsafePath, unpacker.ErrDigestMismatch, unpacker.ErrIDOutsideMapping, unpacker.ErrInvalidLayer,
 		// A layer names a file longer than the store's filesystem
 		// takes (NAME_MAX): this image cannot be used here.
-		errors.Is(err, syscall.ENAMETOOLONG):
+		syscall.ENAMETOOLONG):
 		return ClassBadInput
-	case errors.Is(err, fetcher.ErrNotFound),
-		errors.Is(err, store.ErrImageNotFound),
-		errors.Is(err, ErrNoStore):
+	case isAny(err, fetcher.ErrNotFound, store.ErrImageNotFound, ErrNoStore):
 		return ClassNotFound
-	case errors.Is(err, fetcher.ErrUnauthorized),
-		errors.Is(err, fetcher.ErrPolicyDenied):
+	case isAny(err, fetcher.ErrUnauthorized, fetcher.ErrPolicyDenied):
 		return ClassUnauthorized
-	case errors.Is(err, store.ErrLimitBelowBase),
-		errors.Is(err, unpacker.ErrTooLarge),
-		errors.Is(err, overlayxfs.ErrQuotaHelper),
-		errors.Is(err, syscall.ENOSPC),
-		errors.Is(err, syscall.EDQUOT):
+	case isAny(err, store.ErrLimitBelowBase, unpacker.ErrLimitExceeded, overlayxfs.ErrQuotaHelper, syscall.ENOSPC, syscall.EDQUOT):
 		return ClassLimit
-	case errors.Is(err, fetcher.ErrUnreachable),
-		errors.Is(err, unpacker.ErrTruncated),
+	case isAny(err, fetcher.ErrUnreachable, unpacker.ErrTruncated,
 		// A layer stream that ends mid-entry (the worker keeps this).
-		errors.Is(err, io.ErrUnexpectedEOF),
-		errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, context.Canceled),
+		io.ErrUnexpectedEOF,
+		context.DeadlineExceeded, context.Canceled),
 		isNetError(err):
 		return ClassTransient
 	case errors.Is(err, fs.ErrPermission):
@@ -116,6 +97,16 @@ func ClassOf(err error) Class {
 		return ClassUnauthorized
 	}
 	return ClassInternal
+}
+
+// isAny says whether err matches one of targets (errors.Is).
+func isAny(err error, targets ...error) bool {
+	for _, t := range targets {
+		if errors.Is(err, t) {
+			return true
+		}
+	}
+	return false
 }
 
 // isNetError: a network operation failed. Not the net.Error interface:

@@ -52,6 +52,12 @@ func TestClassOf(t *testing.T) {
 		{wrap(io.ErrUnexpectedEOF), ClassTransient},
 		{wrap(unpacker.ErrTooLarge), ClassLimit},
 		{wrap(unpacker.ErrTruncated), ClassTransient},
+		{wrap(store.ErrUnreachable), ClassBadInput},
+		{wrap(overlayxfs.ErrMountPath), ClassBadInput},
+		{wrap(overlayxfs.ErrSharedFilesystem), ClassBadInput},
+		{wrap(context.Canceled), ClassTransient},
+		{wrap(&net.DNSError{Err: "no such host", Name: "x"}), ClassTransient},
+		{&fs.PathError{Op: "read", Path: "/s/x", Err: syscall.ECONNRESET}, ClassTransient},
 		// A registry failure that also wraps a permission error is a
 		// registry class, not "permission denied".
 		{fmt.Errorf("%w: %w", fetcher.ErrUnreachable, fs.ErrPermission), ClassTransient},

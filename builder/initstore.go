@@ -199,6 +199,8 @@ func parseOwner(s string) (uid, gid uint32, err error) {
 	return uid, gid, nil
 }
 
+// lookupID resolves a user (kind "user") or group name of the host, or
+// takes a number as it is.
 func lookupID(s, kind string) (uint32, error) {
 	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
 		return uint32(n), nil
@@ -211,13 +213,8 @@ func lookupID(s, kind string) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Split(line, ":")
-		if len(f) >= 3 && f[0] == s {
-			if n, err := strconv.ParseUint(f[2], 10, 32); err == nil {
-				return uint32(n), nil
-			}
-		}
+	if id, ok := idOf(string(data), s); ok {
+		return id, nil
 	}
 	return 0, fmt.Errorf("no %s %q", kind, s)
 }

@@ -53,7 +53,7 @@ func resolveUser(user string, lowersTopFirst []string) (imageUser, error) {
 		if err != nil {
 			return u, fmt.Errorf("image group %q: %w", us.Group, err)
 		}
-		gid, ok := lookupGroup(gr, us.Group)
+		gid, ok := idOf(gr, us.Group)
 		if !ok {
 			return u, fmt.Errorf("image group %q: no such group in the image's /etc/group", us.Group)
 		}
@@ -61,14 +61,8 @@ func resolveUser(user string, lowersTopFirst []string) (imageUser, error) {
 	case us.UIDSet:
 		// Numeric user without group: its primary group from passwd, if any.
 		if pw, err := readImageFile(lowersTopFirst, "etc/passwd"); err == nil {
-			for _, line := range strings.Split(pw, "\n") {
-				f := strings.Split(line, ":")
-				if len(f) >= 4 && f[2] == strconv.FormatUint(uint64(us.UID), 10) {
-					if g, err := strconv.ParseUint(f[3], 10, 32); err == nil {
-						u.GID = uint32(g)
-					}
-					break
-				}
+			if ids, ok := entryIDs(pw, 2, strconv.FormatUint(uint64(us.UID), 10), 3); ok {
+				u.GID = ids[0]
 			}
 		}
 	}
@@ -190,30 +184,50 @@ func fileKind(mode uint32) string {
 	return fmt.Sprintf("mode %o", mode)
 }
 
+// lookupPasswd returns the uid and gid of user name in an /etc/passwd text.
 func lookupPasswd(pw, name string) (uid, gid uint32, ok bool) {
-	for _, line := range strings.Split(pw, "\n") {
-		f := strings.Split(line, ":")
-		if len(f) < 4 || f[0] != name {
-			continue
-		}
-		u, err1 := strconv.ParseUint(f[2], 10, 32)
-		g, err2 := strconv.ParseUint(f[3], 10, 32)
-		if err1 == nil && err2 == nil {
-			return uint32(u), uint32(g), true
-		}
+	ids, ok := entryIDs(pw, 0, name, 2, 3)
+	if !ok {
+		return 0, 0, false
 	}
-	return 0, 0, false
+	return ids[0], ids[1], true
 }
 
-func lookupGroup(gr, name string) (uint32, bool) {
-	for _, line := range strings.Split(gr, "\n") {
+// idOf returns the id (third field) of name in an /etc/passwd text (its
+// uid) or an /etc/group text (its gid).
+func idOf(text, name string) (uint32, bool) {
+	ids, ok := entryIDs(text, 0, name, 2)
+	if !ok {
+		return 0, false
+	}
+	return ids[0], true
+}
+
+// entryIDs is the one parser of /etc/passwd and /etc/group text, the
+// image's and the host's: it returns the numeric fields ids (uint32) of
+// the first line whose field key is value. A line without those fields,
+// or with something other than a number in one, is passed over, as glibc's
+// files backend skips a malformed line.
+func entryIDs(text string, key int, value string, ids ...int) ([]uint32, bool) {
+	need := key
+	for _, i := range ids {
+		need = max(need, i)
+	}
+lines:
+	for _, line := range strings.Split(text, "\n") {
 		f := strings.Split(line, ":")
-		if len(f) < 3 || f[0] != name {
+		if len(f) <= need || f[key] != value {
 			continue
 		}
-		if g, err := strconv.ParseUint(f[2], 10, 32); err == nil {
-			return uint32(g), true
+		out := make([]uint32, len(ids))
+		for j, i := range ids {
+			n, err := strconv.ParseUint(f[i], 10, 32)
+			if err != nil {
+				continue lines
+			}
+			out[j] = uint32(n)
 		}
+		return out, true
 	}
-	return 0, false
+	return nil, false
 }

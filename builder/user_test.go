@@ -145,3 +145,59 @@ func sparse(p string, size int64) error {
 	defer f.Close()
 	return f.Truncate(size)
 }
+
+// TestResolveUser walks the image user forms through the one passwd/group
+// parser: names, numbers, a numeric user's primary group, malformed and
+// short lines passed over.
+func TestResolveUser(t *testing.T) {
+	layer := layerWith(t, writePasswd("short:x:7\n"+
+		"bad:x:1:notanumber::/:/bin/sh\n"+
+		"app:x:1000:1001::/home/app:/bin/sh\n"+
+		"bad:x:2:2::/:/bin/sh\n"+
+		"odd:x:3000:nogid::/:/bin/sh\n"+
+		"odd2:x:3000:3003::/:/bin/sh\n"))
+	if err := os.WriteFile(filepath.Join(layer, "etc", "group"), []byte("staff:x:50:\nbroken:x:\nbroken:x:51:\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		user     string
+		uid, gid uint32
+	}{
+		{"", 0, 0},
+		{"app", 1000, 1001},
+		{"app:staff", 1000, 50},
+		{"app:77", 1000, 77},
+		{"bad", 2, 2},        // the malformed first "bad" is passed over
+		{"1000", 1000, 1001}, // a numeric user's group from passwd
+		{"3000", 3000, 3003}, // ... from the first well-formed line for it
+		{"4242", 4242, 0},    // not in passwd: group 0
+		{"4242:broken", 4242, 51},
+	} {
+		u, err := resolveUser(c.user, []string{layer})
+		if err != nil || u.UID != c.uid || u.GID != c.gid {
+			t.Errorf("resolveUser(%q) = %d:%d %v, want %d:%d", c.user, u.UID, u.GID, err, c.uid, c.gid)
+		}
+	}
+	for _, user := range []string{"short", "nobody", "app:nogroup"} {
+		if u, err := resolveUser(user, []string{layer}); err == nil {
+			t.Errorf("resolveUser(%q) = %+v, want an error", user, u)
+		}
+	}
+}
+
+// TestLookupID resolves init-store's --owner names in the host's files
+// (root is in every /etc/passwd and /etc/group) and takes numbers as
+// they are.
+func TestLookupID(t *testing.T) {
+	for _, kind := range []string{"user", "group"} {
+		if id, err := lookupID("root", kind); err != nil || id != 0 {
+			t.Errorf("lookupID(root, %s) = %d %v", kind, id, err)
+		}
+		if id, err := lookupID("4242", kind); err != nil || id != 4242 {
+			t.Errorf("lookupID(4242, %s) = %d %v", kind, id, err)
+		}
+		if _, err := lookupID("no-such-name-here", kind); err == nil {
+			t.Errorf("lookupID(no-such-name-here, %s): no error", kind)
+		}
+	}
+}

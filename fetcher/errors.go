@@ -69,12 +69,10 @@ func classify(err error) error {
 			}
 		}
 	}
-	var unauth docker.ErrUnauthorizedForCredentials
-	if errors.As(err, &unauth) {
+	if has[docker.ErrUnauthorizedForCredentials](err) {
 		return ErrUnauthorized
 	}
-	var status docker.UnexpectedHTTPStatusError
-	if errors.As(err, &status) {
+	if status, ok := errors.AsType[docker.UnexpectedHTTPStatusError](err); ok {
 		switch status.StatusCode {
 		case 404:
 			return ErrNotFound
@@ -82,34 +80,29 @@ func classify(err error) error {
 			return ErrUnauthorized
 		}
 	}
-	var layoutNF ocilayout.ImageNotFoundError
-	if errors.As(err, &layoutNF) {
+	switch {
+	case has[ocilayout.ImageNotFoundError](err),
+		has[ociarchive.ImageNotFoundError](err),
+		has[ociarchive.ArchiveFileNotFoundError](err):
 		return ErrNotFound
-	}
-	var archiveNF ociarchive.ImageNotFoundError
-	if errors.As(err, &archiveNF) {
-		return ErrNotFound
-	}
-	var archiveFileNF ociarchive.ArchiveFileNotFoundError
-	if errors.As(err, &archiveFileNF) {
-		return ErrNotFound
-	}
-	var policyErr signature.PolicyRequirementError
-	if errors.As(err, &policyErr) {
+	case has[signature.PolicyRequirementError](err):
 		return ErrPolicyDenied
-	}
-	if isNetworkError(err) {
+	case isNetworkError(err):
 		return ErrUnreachable
 	}
 	return nil
 }
 
+// has reports whether err's tree holds an error of type E.
+func has[E error](err error) bool {
+	_, ok := errors.AsType[E](err)
+	return ok
+}
+
 // isNetworkError reports whether err means the registry could not be talked
 // to at all.
 func isNetworkError(err error) bool {
-	var opErr *net.OpError
-	var dnsErr *net.DNSError
-	if errors.As(err, &opErr) || errors.As(err, &dnsErr) {
+	if has[*net.OpError](err) || has[*net.DNSError](err) {
 		return true
 	}
 	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {

@@ -85,16 +85,7 @@ func (s *Store) CacheBlob(d digest.Digest, data []byte) error {
 	}
 	// A tmp name per process: two creates caching the same blob must not
 	// write through one file.
-	tmp := blobTmp(p, os.Getpid())
-	if err := writeFile(tmp, data, 0o600, s.opts.Sync); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDirs(s.opts.Sync, dir)
+	return writeAtomic(p, blobTmp(p, os.Getpid()), data, 0o600, s.opts.Sync)
 }
 
 // removeUnreferencedBlobs removes cached manifests and configs that no

@@ -187,7 +187,7 @@ func (s *Store) removeLayerIfUnused(ctx context.Context, key string, unused func
 	if err := checkLayerKey(key); err != nil {
 		return false, 0, err
 	}
-	lock, ok, err := flock.TryExclusive(s.layerLock(key))
+	lock, ok, err := s.tryLayerExclusive(key)
 	if err != nil || !ok {
 		return false, 0, err
 	}
@@ -228,7 +228,7 @@ func (s *Store) removeUnreferencedLayers(ctx context.Context, keys []string) (re
 			if !validLayerKey(key) {
 				continue
 			}
-			l, ok, err := flock.TryExclusive(s.layerLock(key))
+			l, ok, err := s.tryLayerExclusive(key)
 			if err != nil {
 				release()
 				return removed, bytes, err
@@ -336,7 +336,7 @@ func (s *Store) removeDanglingLinks() (int, error) {
 		if s.layerExists(key) {
 			continue
 		}
-		lock := claim(s.layerLock(key), func() bool { return !s.layerExists(key) })
+		lock := s.claimAbsentLayer(key)
 		if lock == nil {
 			continue
 		}

@@ -161,21 +161,6 @@ func (s *Store) releaseHeld(held heldLayers) {
 	}
 }
 
-// dropLayerLock removes the reference lock file of a layer that is not
-// present, unless someone holds it (a create about to fetch the layer).
-func (s *Store) dropLayerLock(key string) bool {
-	p := s.layerLock(key)
-	if _, err := os.Lstat(p); err != nil {
-		return false
-	}
-	l := claim(p, func() bool { return !s.layerExists(key) })
-	if l == nil {
-		return false
-	}
-	l.RemoveAndRelease()
-	return true
-}
-
 type missingLayer struct {
 	Layer
 	key  string

@@ -51,6 +51,33 @@ func (s *Store) acquireLayer(ctx context.Context, key string, held heldLayers) (
 	return ex, nil
 }
 
+// tryLayerExclusive takes key's reference lock exclusively without
+// waiting, for removing the layer: ok is false when a create holds it.
+func (s *Store) tryLayerExclusive(key string) (l *flock.Lock, ok bool, err error) {
+	return flock.TryExclusive(s.layerLock(key))
+}
+
+// claimAbsentLayer claims key's reference lock (see claim) while the layer
+// is not present, for removing what names it (a link, the lock file).
+func (s *Store) claimAbsentLayer(key string) *flock.Lock {
+	return claim(s.layerLock(key), func() bool { return !s.layerExists(key) })
+}
+
+// dropLayerLock removes the reference lock file of a layer that is not
+// present, unless someone holds it (a create about to fetch the layer).
+func (s *Store) dropLayerLock(key string) bool {
+	p := s.layerLock(key)
+	if _, err := os.Lstat(p); err != nil {
+		return false
+	}
+	l := s.claimAbsentLayer(key)
+	if l == nil {
+		return false
+	}
+	l.RemoveAndRelease()
+	return true
+}
+
 // claim takes the lock at path exclusively without waiting, for work on
 // what it guards that must not race a live process. It returns nil when
 // another process holds it, or when still, asked again under the lock,

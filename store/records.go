@@ -78,18 +78,22 @@ type ImageRecord struct {
 	Mounts []overlayxfs.Mount `json:"mounts,omitempty"`
 }
 
-// writeJSONAtomic writes a record by rename, so a reader sees the old one
-// or the new one. With durable, the new one is also on disk before the
-// function returns: the data is fsynced before the rename (else a cut can
-// leave the rename without the data: an empty record) and the parent dir
-// after it (else a cut can lose the rename).
+// writeJSONAtomic writes a record by rename (see writeAtomic).
 func writeJSONAtomic(path string, v any, perm os.FileMode, durable bool) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", path, err)
 	}
-	tmp := path + ".tmp"
-	if err := writeFile(tmp, append(data, '\n'), perm, durable); err != nil {
+	return writeAtomic(path, path+".tmp", append(data, '\n'), perm, durable)
+}
+
+// writeAtomic writes data to path by rename from tmp, so a reader sees the
+// old file or the new one. With durable, the new one is also on disk before
+// the function returns: the data is fsynced before the rename (else a cut
+// can leave the rename without the data: an empty file) and the parent dir
+// after it (else a cut can lose the rename).
+func writeAtomic(path, tmp string, data []byte, perm os.FileMode, durable bool) error {
+	if err := writeFile(tmp, data, perm, durable); err != nil {
 		os.Remove(tmp)
 		return err
 	}
@@ -97,10 +101,7 @@ func writeJSONAtomic(path string, v any, perm os.FileMode, durable bool) error {
 		os.Remove(tmp)
 		return err
 	}
-	if durable {
-		return syncDir(filepath.Dir(path))
-	}
-	return nil
+	return syncDirs(durable, filepath.Dir(path))
 }
 
 // writeFile is os.WriteFile with an fsync before the close when durable.

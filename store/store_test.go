@@ -370,27 +370,33 @@ func TestWorkerErrorsKeepTheirClass(t *testing.T) {
 
 func TestQuickCheckPassesLongPaths(t *testing.T) {
 	st := testStore(t)
-	ctx := context.Background()
 	// 20 components of 240 bytes: a path of 4.8 KiB, past PATH_MAX.
 	var p string
 	for i := 0; i < 20; i++ {
 		p += strings.Repeat(string(rune('a'+i)), 240) + "/"
 	}
 	l := &fakeLayer{data: layerTar(t, entry{name: p + "f", body: "deep"})}
-	if _, err := st.Create(ctx, CreateRequest{ID: "deep", Layers: []Layer{l.layer()}}); err != nil {
+	checksHealthy(t, st, l, "a layer with a 4.8 KiB path")
+}
+
+// checksHealthy creates an image of layer l and fails the test unless both
+// the quick and the full check find the store healthy.
+func checksHealthy(t *testing.T, st *Store, l *fakeLayer, what string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := st.Create(ctx, CreateRequest{ID: "img", Layers: []Layer{l.layer()}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, quick := range []bool{true, false} {
 		rep, err := st.Check(ctx, CheckOptions{Quick: quick})
 		if err != nil || !rep.Healthy {
-			t.Errorf("check (quick %v) of a layer with a 4.8 KiB path: %+v %v", quick, rep, err)
+			t.Errorf("check (quick %v) of %s: %+v %v", quick, what, rep, err)
 		}
 	}
 }
 
 func TestQuickCheckPassesSameLayerWhiteouts(t *testing.T) {
 	st := testStore(t)
-	ctx := context.Background()
 	// The layer writes a file and a dir with content, then whites both out.
 	l := &fakeLayer{data: layerTar(t,
 		entry{name: "a", body: "gone"},
@@ -399,13 +405,5 @@ func TestQuickCheckPassesSameLayerWhiteouts(t *testing.T) {
 		entry{name: ".wh.a", typ: tar.TypeReg},
 		entry{name: ".wh.d", typ: tar.TypeReg},
 		entry{name: "kept", body: "here"})}
-	if _, err := st.Create(ctx, CreateRequest{ID: "w", Layers: []Layer{l.layer()}}); err != nil {
-		t.Fatal(err)
-	}
-	for _, quick := range []bool{true, false} {
-		rep, err := st.Check(ctx, CheckOptions{Quick: quick})
-		if err != nil || !rep.Healthy {
-			t.Errorf("check (quick %v) of a layer whiting out its own content: %+v %v", quick, rep, err)
-		}
-	}
+	checksHealthy(t, st, l, "a layer whiting out its own content")
 }

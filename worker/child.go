@@ -223,13 +223,9 @@ func squashLayer(ctx context.Context, diff string, l LayerRef, opts unpacker.Opt
 
 // verify checks each layer; a layer's problem is its reply entry.
 func verify(ctx context.Context, req verifyRequest) verifyReply {
-	check := verifyLayer
-	if req.Quick {
-		check = quickVerifyLayer
-	}
 	rep := verifyReply{Problems: make([]*wireError, len(req.Layers))}
 	for i, l := range req.Layers {
-		rep.Problems[i] = toWire(check(ctx, l))
+		rep.Problems[i] = toWire(checkLayer(ctx, l, req.Quick))
 	}
 	return rep
 }

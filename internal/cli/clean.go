@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
-
 	"github.com/spf13/cobra"
 	"github.com/taproot-dev/taproot/builder"
 )
@@ -26,11 +24,7 @@ it does nothing unless the layers take more than that many bytes. Prints
 			if cmd.Flags().Changed("threshold-bytes") {
 				req.ThresholdBytes = &threshold
 			}
-			res, err := g.b.Clean(cmd.Context(), req)
-			if err != nil {
-				return err
-			}
-			return json.NewEncoder(g.streams.Out).Encode(res)
+			return g.printJSON(g.b.Clean(cmd.Context(), req))
 		},
 	}
 	cmd.Flags().Int64Var(&threshold, "threshold-bytes", 0, "only clean when the store's layers take more than this (0 = always; default [clean] threshold_bytes)")

@@ -48,13 +48,9 @@ Image references:
 			if f.Changed("exclude-image-from-quota") {
 				req.ExcludeImageFromQuota = &exclude
 			}
-			p, ev, err := g.progressSetup()
-			if err != nil {
-				return err
-			}
-			req.Hooks = hooks(p, ev)
-			res, err := g.b.Create(cmd.Context(), req)
-			p.finish()
+			res, ev, err := withProgress(g, &req.Hooks, func() (builder.CreateResult, error) {
+				return g.b.Create(cmd.Context(), req)
+			})
 			if err != nil {
 				return err
 			}

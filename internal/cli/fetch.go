@@ -17,16 +17,27 @@ func registryFlags(cmd *cobra.Command, r *builder.Registry) {
 	fl.StringArrayVar(&r.InsecureRegistries, "insecure-registry", nil, "registry HOST[:PORT] to reach over plain HTTP or unverified TLS, repeatable")
 }
 
-// hooks plug the terminal display p and the JSON events ev (either may be
-// nil) into a create or pull.
-func hooks(p *progress, ev *events) builder.Hooks {
-	return builder.Hooks{
+// withProgress runs one create or pull (call) with the terminal display and
+// the JSON events (--progress, --progress-fd) plugged into *hooks, the
+// request's, and returns the events (nil: none) for the caller's done line.
+// The display's last state is drawn before it returns, whether call failed
+// or not.
+func withProgress[R any](g *globals, hooks *builder.Hooks, call func() (R, error)) (R, *events, error) {
+	p, ev, err := g.progressSetup()
+	if err != nil {
+		var none R
+		return none, nil, err
+	}
+	*hooks = builder.Hooks{
 		Resolved: ev.resolved,
 		Layer: func(i int, l builder.Layer, rc io.ReadCloser) io.ReadCloser {
 			return ev.track(i, p.track(layerName(l.BlobDigest, i), l.Size, rc))
 		},
 		Event: ev.event,
 	}
+	res, err := call()
+	p.finish()
+	return res, ev, err
 }
 
 // NewCmdPull returns `taproot pull`.
@@ -42,13 +53,9 @@ run pull shortly before the creates it speeds up, or clean with a threshold.`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Ref = args[0]
-			p, ev, err := g.progressSetup()
-			if err != nil {
-				return err
-			}
-			req.Hooks = hooks(p, ev)
-			res, err := g.b.Pull(cmd.Context(), req)
-			p.finish()
+			res, ev, err := withProgress(g, &req.Hooks, func() (builder.PullResult, error) {
+				return g.b.Pull(cmd.Context(), req)
+			})
 			if err != nil {
 				return err
 			}

@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
-
 	"github.com/spf13/cobra"
 	"github.com/taproot-dev/taproot/builder"
 )
@@ -32,11 +30,7 @@ Running it again with the same arguments changes nothing. Prints
   taproot --store /srv/xfs/taproot init-store --xfs-mount /srv/xfs --owner garden:garden`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			res, err := g.b.InitStore(cmd.Context(), req)
-			if err != nil {
-				return err
-			}
-			return json.NewEncoder(g.streams.Out).Encode(res)
+			return g.printJSON(g.b.InitStore(cmd.Context(), req))
 		},
 	}
 	f := cmd.Flags()
@@ -73,11 +67,7 @@ func NewCmdCapacity(g *globals) *cobra.Command {
 		Example: "  taproot capacity",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			res, err := g.b.Capacity(cmd.Context(), builder.CapacityRequest{})
-			if err != nil {
-				return err
-			}
-			return json.NewEncoder(g.streams.Out).Encode(res)
+			return g.printJSON(g.b.Capacity(cmd.Context(), builder.CapacityRequest{}))
 		},
 	}
 }

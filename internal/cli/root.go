@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +40,15 @@ type globals struct {
 	// ran is set once the command line parsed and the command started:
 	// an error before that is a usage error (cobra's own, unclassified).
 	ran bool
+}
+
+// printJSON prints a use case's result v as one JSON line on stdout; a
+// failure err is returned instead, and nothing printed.
+func (g *globals) printJSON(v any, err error) error {
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(g.streams.Out).Encode(v)
 }
 
 // NewCmdRoot returns the taproot command tree.

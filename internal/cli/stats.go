@@ -21,11 +21,7 @@ walking files); total adds the image's own size and inodes.`,
 		Example: `  taproot stats web-1`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			res, err := g.b.Stats(cmd.Context(), builder.StatsRequest{ID: args[0]})
-			if err != nil {
-				return err
-			}
-			return json.NewEncoder(g.streams.Out).Encode(res)
+			return g.printJSON(g.b.Stats(cmd.Context(), builder.StatsRequest{ID: args[0]}))
 		},
 	}
 }

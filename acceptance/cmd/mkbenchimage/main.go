@@ -214,17 +214,6 @@ func writeJSONBlob(dir, mediaType string, v any) (v1.Descriptor, error) {
 	return v1.Descriptor{MediaType: mediaType, Digest: d, Size: int64(len(data))}, nil
 }
 
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
 // writeLayer streams src → tar → (diffID hash) → compressor → (blob hash) →
 // a temp file, then names the file by its digest.
 func writeLayer(dir, comp string, src layerSource) (v1.Descriptor, digest.Digest, error) {
@@ -236,7 +225,7 @@ func writeLayer(dir, comp string, src layerSource) (v1.Descriptor, digest.Digest
 	defer tmp.Close()
 	blobHash := sha256.New()
 	bw := bufio.NewWriterSize(tmp, 1<<20)
-	cw := &countWriter{w: io.MultiWriter(bw, blobHash)}
+	cw := io.MultiWriter(bw, blobHash)
 	var zw io.WriteCloser
 	mediaType := v1.MediaTypeImageLayerGzip
 	if comp == "zstd" {
@@ -268,6 +257,11 @@ func writeLayer(dir, comp string, src layerSource) (v1.Descriptor, digest.Digest
 	if err := bw.Flush(); err != nil {
 		return v1.Descriptor{}, "", err
 	}
+	// The blob's size: all of it went through bw into tmp.
+	size, err := tmp.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return v1.Descriptor{}, "", err
+	}
 	if err := tmp.Chmod(0o644); err != nil {
 		return v1.Descriptor{}, "", err
 	}
@@ -279,7 +273,7 @@ func writeLayer(dir, comp string, src layerSource) (v1.Descriptor, digest.Digest
 	if err := os.Rename(tmp.Name(), filepath.Join(dir, "blobs", "sha256", d.Encoded())); err != nil {
 		return v1.Descriptor{}, "", err
 	}
-	return v1.Descriptor{MediaType: mediaType, Digest: d, Size: cw.n}, diffID, nil
+	return v1.Descriptor{MediaType: mediaType, Digest: d, Size: size}, diffID, nil
 }
 
 // hostTree writes the trees under roots (absolute host paths, stored
