@@ -90,6 +90,15 @@ func (b *Builder) parseMappings(uid, gid []string) (uids, gids []idmap.Mapping, 
 	return uids, gids, nil
 }
 
+// storeRoot is the store's absolute path, or why there is none (no
+// --store, no config store and no home to default to).
+func (b *Builder) storeRoot() (string, error) {
+	if b.storePathErr != nil {
+		return "", b.storePathErr
+	}
+	return filepath.Abs(b.storePath)
+}
+
 // openStore opens (or makes, on first use) the store with the given
 // mappings (nil = the store's); progress receives the store's layer
 // reports (nil: none).

@@ -391,3 +391,48 @@ func TestInitStoreWithoutQuota(t *testing.T) {
 		t.Errorf("--store-size-bytes with --xfs-mount accepted")
 	}
 }
+
+// Without a store path (no --store, config store or home), every use case
+// that needs one says why, and none works on "" (the current directory:
+// before, delete-store emptied it and init-store made a store in it).
+func TestNoStorePath(t *testing.T) {
+	why := errors.New("no default store: HOME is not set")
+	b := New(Options{Config: config.Default(), Store: "unused"})
+	b.storePath, b.storePathErr = "", why
+	// Run where a mistake shows and harms nothing.
+	cwd := t.TempDir()
+	keep := filepath.Join(cwd, "keep")
+	if err := os.WriteFile(keep, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(cwd)
+	ctx := context.Background()
+	if _, err := b.Capacity(ctx, CapacityRequest{}); !errors.Is(err, why) {
+		t.Errorf("capacity: %v, want %v", err, why)
+	}
+	if _, err := b.InitStore(ctx, InitStoreRequest{}); !errors.Is(err, why) {
+		t.Errorf("init-store: %v, want %v", err, why)
+	}
+	if err := b.DeleteStore(ctx, DeleteStoreRequest{}); !errors.Is(err, why) {
+		t.Errorf("delete-store: %v, want %v", err, why)
+	}
+	if _, err := b.List(ctx, ListRequest{}); !errors.Is(err, why) {
+		t.Errorf("list: %v, want %v", err, why)
+	}
+	if names := dirNames(t, cwd); len(names) != 1 || names[0] != "keep" {
+		t.Errorf("the current dir holds %v after the refusals, want only keep", names)
+	}
+}
+
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}

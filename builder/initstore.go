@@ -59,7 +59,7 @@ func (b *Builder) InitStore(ctx context.Context, req InitStoreRequest) (InitStor
 	if err != nil {
 		return res, err
 	}
-	root, err := filepath.Abs(b.storePath)
+	root, err := b.storeRoot()
 	if err != nil {
 		return res, err
 	}
@@ -230,7 +230,7 @@ func (b *Builder) DeleteStore(ctx context.Context, _ DeleteStoreRequest) error {
 	if os.Geteuid() != 0 {
 		return errors.New("delete-store must run as root")
 	}
-	root, err := filepath.Abs(b.storePath)
+	root, err := b.storeRoot()
 	if err != nil {
 		return err
 	}
@@ -302,9 +302,13 @@ type CapacityRequest struct{}
 
 // Capacity returns the size of the filesystem that holds the store.
 func (b *Builder) Capacity(_ context.Context, _ CapacityRequest) (spec.Capacity, error) {
-	n, err := overlayxfs.Capacity(b.storePath)
+	root, err := b.storeRoot()
 	if err != nil {
-		return spec.Capacity{}, fmt.Errorf("capacity of store %s: %w", b.storePath, err)
+		return spec.Capacity{}, err
+	}
+	n, err := overlayxfs.Capacity(root)
+	if err != nil {
+		return spec.Capacity{}, fmt.Errorf("capacity of store %s: %w", root, err)
 	}
 	return spec.Capacity{Capacity: n}, nil
 }
