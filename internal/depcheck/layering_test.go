@@ -74,12 +74,6 @@ func pkgs(names ...string) []string {
 	return out
 }
 
-// edge is an exception: from imports to in files, until branch's work
-// (why) is merged; the lead deletes it then (the rule fails until they do).
-func edge(from, to, why string, files ...string) Exception {
-	return Exception{From: mod + "/" + from, To: mod + "/" + to, Files: files, Why: why}
-}
-
 // productRules are judged on the graph without test files.
 var productRules = []probed{
 	leaf("fetcher"),
