@@ -1,18 +1,14 @@
 package gc
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"testing"
 	"time"
 
-	"github.com/opencontainers/go-digest"
 	"github.com/taproot-dev/taproot/idmap"
 	"github.com/taproot-dev/taproot/store"
 )
@@ -39,7 +35,7 @@ func BenchmarkScale(b *testing.B) {
 			for i := range images {
 				var ls []store.Layer
 				for j := range layersPerImage {
-					ls = append(ls, benchLayer(fmt.Sprintf("i%d/l%d", i, j), fmt.Sprintf("content of image %d layer %d", i, j)))
+					ls = append(ls, layer(fmt.Sprintf("i%d/l%d", i, j), fmt.Sprintf("content of image %d layer %d", i, j)))
 				}
 				if i == 0 {
 					first = ls
@@ -97,7 +93,7 @@ func BenchmarkScale(b *testing.B) {
 				for r := range 3 {
 					var ls []store.Layer
 					for j := range orphans {
-						ls = append(ls, benchLayer(fmt.Sprintf("o%d", j), fmt.Sprintf("orphan %d of round %d", j, r)))
+						ls = append(ls, layer(fmt.Sprintf("o%d", j), fmt.Sprintf("orphan %d of round %d", j, r)))
 					}
 					if _, err := st.Pull(ctx, ls); err != nil {
 						b.Fatal(err)
@@ -146,18 +142,4 @@ func scaleStore(b *testing.B) *store.Store {
 		b.Fatal(err)
 	}
 	return st
-}
-
-// benchLayer is layer() for a *testing.B.
-func benchLayer(name, body string) store.Layer {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body))})
-	tw.Write([]byte(body))
-	tw.Close()
-	data := buf.Bytes()
-	d := digest.FromBytes(data)
-	return store.Layer{BlobDigest: d, DiffID: d, Size: int64(len(data)), Open: func(context.Context) (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(data)), nil
-	}}
 }

@@ -21,7 +21,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func layer(t *testing.T, name, body string) store.Layer {
+// layer is a one-file layer named by its digest.
+func layer(name, body string) store.Layer {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body))})
@@ -29,7 +30,7 @@ func layer(t *testing.T, name, body string) store.Layer {
 	tw.Close()
 	data := buf.Bytes()
 	d := digest.FromBytes(data)
-	return store.Layer{BlobDigest: d, DiffID: d, Open: func(context.Context) (io.ReadCloser, error) {
+	return store.Layer{BlobDigest: d, DiffID: d, Size: int64(len(data)), Open: func(context.Context) (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(data)), nil
 	}}
 }
@@ -49,7 +50,7 @@ func TestCollect(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	shared, onlyA := layer(t, "s", "shared content"), layer(t, "a", "only in a")
+	shared, onlyA := layer("s", "shared content"), layer("a", "only in a")
 	if _, err := st.Create(ctx, store.CreateRequest{ID: "a", Layers: []store.Layer{shared, onlyA}}); err != nil {
 		t.Fatal(err)
 	}
