@@ -712,14 +712,7 @@ func BenchmarkConcurrentColdCreates(b *testing.B) {
 				b.StopTimer()
 				name := uniq("bench")
 				img := busyboxImage(randomLayer(name+"-1", "one", 1<<20), randomLayer(name+"-2", "two", 1<<20))
-				dir := filepath.Join(h.work, "layouts", name)
-				if err := mkdirOwned(dir); err != nil {
-					b.Fatal(err)
-				}
-				built, err := ib.WriteLayout(dir, "latest", img)
-				if err != nil {
-					b.Fatal(err)
-				}
+				built := benchLayout(b, name, img)
 				for _, repo := range []string{name + "-single", name + "-conc"} {
 					if err := ib.Push(b.Context(), built, h.registry, "acceptance/"+repo); err != nil {
 						b.Fatal(err)

@@ -242,14 +242,7 @@ func BenchmarkWarmCreate(b *testing.B) {
 	}
 	name := uniq("warmbench")
 	img := busyboxImage(randomLayer(name+"-1", "one", 1<<20), randomLayer(name+"-2", "two", 1<<20))
-	dir := filepath.Join(h.work, "layouts", name)
-	if err := mkdirOwned(dir); err != nil {
-		b.Fatal(err)
-	}
-	built, err := ib.WriteLayout(dir, "latest", img)
-	if err != nil {
-		b.Fatal(err)
-	}
+	built := benchLayout(b, name, img)
 	repo := "acceptance/" + name
 	if err := ib.Push(b.Context(), built, h.registry, repo); err != nil {
 		b.Fatal(err)
@@ -293,4 +286,19 @@ func BenchmarkWarmCreate(b *testing.B) {
 		b.ReportMetric(float64(tg.Microseconds())/1000, "ms-by-tag")
 		b.ReportMetric(float64(fl.Microseconds())/1000, "ms-list-floor")
 	}
+}
+
+// benchLayout writes img as an OCI layout named name under the harness's
+// work dir (a benchmark has no per-test dir), owned by the test user.
+func benchLayout(b *testing.B, name string, img ib.Image) ib.Built {
+	b.Helper()
+	dir := filepath.Join(h.work, "layouts", name)
+	if err := mkdirOwned(dir); err != nil {
+		b.Fatal(err)
+	}
+	built, err := ib.WriteLayout(dir, "latest", img)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return built
 }
