@@ -122,8 +122,7 @@ func (s *Store) Usage(ctx context.Context, opts UsageOptions) (Usage, error) {
 			continue // unfinished or being deleted
 		}
 		addRefs(refs, rec)
-		// Counted as Images lists them.
-		if checkImageRecord(e.Name(), &rec) == nil && s.checkMountsBy(&rec, true) == nil {
+		if s.listed(e.Name(), &rec) {
 			u.Images++
 			u.BaseBytes += rec.BaseSize
 			u.DiskLimitBytes += int64(rec.DiskLimit)

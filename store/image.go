@@ -249,12 +249,19 @@ func (s *Store) Images(ctx context.Context) ([]ImageRecord, error) {
 			return nil, err
 		}
 		rec, err := s.readImage(e.Name())
-		if err != nil || checkImageRecord(e.Name(), &rec) != nil || s.checkMountsBy(&rec, true) != nil {
+		if err != nil || !s.listed(e.Name(), &rec) {
 			continue // unfinished, being deleted or damaged (check reports it)
 		}
 		out = append(out, rec)
 	}
 	return out, nil
+}
+
+// listed says whether the record read from images/<id> is one Images
+// lists (and Usage counts): its names check out and its persisted mount
+// matches the names it carries (checkMountsBy, quick).
+func (s *Store) listed(id string, rec *ImageRecord) bool {
+	return checkImageRecord(id, rec) == nil && s.checkMountsBy(rec, true) == nil
 }
 
 // Delete removes image id. An unknown id is not an error: it returns
