@@ -103,8 +103,9 @@ func (b *Builder) storeRoot() (string, error) {
 // mappings (nil = the store's); progress receives the store's layer
 // reports (nil: none).
 func (b *Builder) openStore(ctx context.Context, uids, gids []idmap.Mapping, progress func(store.Progress)) (*store.Store, error) {
-	if b.storePathErr != nil {
-		return nil, b.storePathErr
+	root, err := b.storeRoot()
+	if err != nil {
+		return nil, err
 	}
 	var lim store.Limiter
 	helper := b.quotaHelperPath()
@@ -112,7 +113,7 @@ func (b *Builder) openStore(ctx context.Context, uids, gids []idmap.Mapping, pro
 		lim = quotaLimiter{overlayxfs.QuotaHelper{Path: helper}}
 	}
 	c := b.cfg.Create
-	st, err := store.Open(ctx, b.storePath, store.Options{
+	st, err := store.Open(ctx, root, store.Options{
 		Limiter:        lim,
 		UIDMappings:    uids,
 		GIDMappings:    gids,
@@ -137,10 +138,11 @@ func (b *Builder) openStore(ctx context.Context, uids, gids []idmap.Mapping, pro
 // creating it (for delete, stats, list...): ok is false when there is
 // none.
 func (b *Builder) openExistingStore(ctx context.Context) (st *store.Store, ok bool, err error) {
-	if b.storePathErr != nil {
-		return nil, false, b.storePathErr
+	root, err := b.storeRoot()
+	if err != nil {
+		return nil, false, err
 	}
-	if _, err := os.Stat(b.storePath); err != nil {
+	if _, err := os.Stat(root); err != nil {
 		if os.IsNotExist(err) {
 			return nil, false, nil
 		}
